@@ -1,0 +1,108 @@
+/*
+ * log: stderr logging and the access log.
+ */
+#include "log.h"
+
+#include <stdarg.h>
+#include <string.h>
+#include <time.h>
+
+static enum config_log_level log_level = LOG_LEVEL_INFO;
+static FILE *log_access_fp;             /* NULL when the access log is off */
+static int log_access_owned;            /* we opened it, we close it */
+
+static const char *const log_level_names[] = {
+    [LOG_LEVEL_ERROR] = "ERROR",
+    [LOG_LEVEL_WARN] = "WARN",
+    [LOG_LEVEL_INFO] = "INFO",
+    [LOG_LEVEL_DEBUG] = "DEBUG",
+};
+
+void
+log_set_level(enum config_log_level level)
+{
+    log_level = level;
+}
+
+enum config_log_level
+log_get_level(void)
+{
+    return log_level;
+}
+
+void
+log_msg(enum config_log_level level, const char *fmt, ...)
+{
+    char line[1024];
+    va_list ap;
+    int n;
+
+    if (level > log_level)
+        return;
+    /* One write per event so lines from a crash or a pipe never interleave. */
+    n = snprintf(line, sizeof(line), "%s ", log_level_names[level]);
+    va_start(ap, fmt);
+    n += vsnprintf(line + n, sizeof(line) - (size_t)n - 1, fmt, ap);
+    va_end(ap);
+    if (n > (int)sizeof(line) - 2)
+        n = (int)sizeof(line) - 2;
+    line[n++] = '\n';
+    fwrite(line, 1, (size_t)n, stderr);
+}
+
+int
+log_access_open(const char *target)
+{
+    FILE *fp;
+
+    log_access_close();
+    if (target == NULL || strcmp(target, "off") == 0)
+        return 0;
+    if (strcmp(target, "stderr") == 0) {
+        log_access_fp = stderr;
+        log_access_owned = 0;
+        return 0;
+    }
+    fp = fopen(target, "a");
+    if (fp == NULL)
+        return -1;
+    setvbuf(fp, NULL, _IOLBF, 0);
+    log_access_fp = fp;
+    log_access_owned = 1;
+    return 0;
+}
+
+void
+log_access_close(void)
+{
+    if (log_access_fp != NULL && log_access_owned)
+        fclose(log_access_fp);
+    log_access_fp = NULL;
+    log_access_owned = 0;
+}
+
+int
+log_access_enabled(void)
+{
+    return log_access_fp != NULL;
+}
+
+void
+log_access(const char *fmt, ...)
+{
+    char ts[40];
+    struct timespec now;
+    struct tm tm;
+    va_list ap;
+
+    if (log_access_fp == NULL)
+        return;
+    clock_gettime(CLOCK_REALTIME, &now);
+    gmtime_r(&now.tv_sec, &tm);
+    strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
+    fprintf(log_access_fp, "%s.%03ldZ ", ts, now.tv_nsec / 1000000);
+    va_start(ap, fmt);
+    vfprintf(log_access_fp, fmt, ap);
+    va_end(ap);
+    fputc('\n', log_access_fp);
+}

@@ -1,0 +1,216 @@
+/*
+ * pool: members of a backend; see pool.h for the lifetime diagram.
+ */
+#include "pool.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "balance.h"
+
+void
+addr_format(const struct sockaddr *sa, char *buf, size_t len)
+{
+    char ip[INET6_ADDRSTRLEN];
+
+    if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)sa;
+        inet_ntop(AF_INET6, &s6->sin6_addr, ip, sizeof(ip));
+        snprintf(buf, len, "[%s]:%u", ip, ntohs(s6->sin6_port));
+    } else if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *s4 = (const struct sockaddr_in *)sa;
+        inet_ntop(AF_INET, &s4->sin_addr, ip, sizeof(ip));
+        snprintf(buf, len, "%s:%u", ip, ntohs(s4->sin_port));
+    } else {
+        snprintf(buf, len, "unknown");
+    }
+}
+
+bool
+addr_equal(const struct sockaddr *a, const struct sockaddr *b)
+{
+    if (a->sa_family != b->sa_family)
+        return false;
+    if (a->sa_family == AF_INET) {
+        const struct sockaddr_in *x = (const struct sockaddr_in *)a;
+        const struct sockaddr_in *y = (const struct sockaddr_in *)b;
+        return x->sin_port == y->sin_port &&
+               x->sin_addr.s_addr == y->sin_addr.s_addr;
+    }
+    if (a->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *x = (const struct sockaddr_in6 *)a;
+        const struct sockaddr_in6 *y = (const struct sockaddr_in6 *)b;
+        return x->sin6_port == y->sin6_port &&
+               memcmp(&x->sin6_addr, &y->sin6_addr, 16) == 0;
+    }
+    return false;
+}
+
+int
+pool_init(struct pool *p, const char *backend, double slow_start)
+{
+    memset(p, 0, sizeof(*p));
+    snprintf(p->backend, sizeof(p->backend), "%s", backend);
+    p->slow_start = slow_start;
+    return 0;
+}
+
+void
+pool_deinit(struct pool *p)
+{
+    while (p->n > 0)
+        pool_remove_member(p, p->members[p->n - 1]);
+    free(p->members);
+    p->members = NULL;
+    p->cap = 0;
+}
+
+struct member *
+pool_add_member(struct pool *p, size_t server, const char *server_spec,
+                const struct sockaddr *addr, socklen_t len, unsigned weight,
+                bool backup)
+{
+    struct member *m;
+
+    if (len > sizeof(m->addr))
+        return NULL;
+    if (p->n == p->cap) {
+        size_t cap = p->cap ? p->cap * 2 : 8;
+        struct member **mm = realloc(p->members, cap * sizeof(*mm));
+        if (mm == NULL)
+            return NULL;
+        p->members = mm;
+        p->cap = cap;
+    }
+    m = calloc(1, sizeof(*m));
+    if (m == NULL)
+        return NULL;
+    m->pool = p;
+    m->server = server;
+    snprintf(m->server_spec, sizeof(m->server_spec), "%s", server_spec);
+    memcpy(&m->addr, addr, len);
+    m->addrlen = len;
+    addr_format(addr, m->addr_text, sizeof(m->addr_text));
+    m->weight = weight;
+    m->backup = backup;
+    m->refs = 1;
+    m->index = p->n;
+    p->members[p->n++] = m;
+    p->version++;
+    return m;
+}
+
+static void
+member_free(struct member *m)
+{
+    free(m);
+}
+
+void
+member_ref(struct member *m)
+{
+    m->refs++;
+}
+
+void
+member_unref(struct member *m)
+{
+    if (--m->refs == 0)
+        member_free(m);
+}
+
+void
+pool_remove_member(struct pool *p, struct member *m)
+{
+    size_t i = m->index;
+
+    /* Swap-remove keeps the array dense; the balancer is rebuilt after. */
+    p->members[i] = p->members[p->n - 1];
+    p->members[i]->index = i;
+    p->n--;
+    p->version++;
+    m->gone = true;
+    m->up = false;
+    m->pool = NULL;
+    member_unref(m);
+}
+
+struct member *
+pool_find(const struct pool *p, size_t server, const struct sockaddr *addr,
+          socklen_t len)
+{
+    (void)len;
+    for (size_t i = 0; i < p->n; i++) {
+        struct member *m = p->members[i];
+        if (m->server == server &&
+            addr_equal((const struct sockaddr *)&m->addr, addr))
+            return m;
+    }
+    return NULL;
+}
+
+static socklen_t
+addr_len(const struct sockaddr_storage *ss)
+{
+    return ss->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                     : sizeof(struct sockaddr_in);
+}
+
+static void
+addr_set_port(struct sockaddr_storage *ss, uint16_t port)
+{
+    if (ss->ss_family == AF_INET6)
+        ((struct sockaddr_in6 *)ss)->sin6_port = htons(port);
+    else
+        ((struct sockaddr_in *)ss)->sin_port = htons(port);
+}
+
+int
+pool_apply_answer(struct pool *p, size_t server, const char *server_spec,
+                  const struct sockaddr_storage *addrs, size_t naddrs,
+                  uint16_t port, unsigned weight, bool backup)
+{
+    struct sockaddr_storage *want;
+    int changes = 0;
+
+    want = calloc(naddrs ? naddrs : 1, sizeof(*want));
+    if (want == NULL)
+        return -1;
+    for (size_t i = 0; i < naddrs; i++) {
+        want[i] = addrs[i];
+        addr_set_port(&want[i], port);
+    }
+
+    /* Members of this line whose address is no longer wanted leave. */
+    for (size_t i = p->n; i-- > 0;) {
+        struct member *m = p->members[i];
+        bool keep = false;
+        if (m->server != server)
+            continue;
+        for (size_t j = 0; j < naddrs && !keep; j++)
+            keep = addr_equal((struct sockaddr *)&m->addr,
+                              (struct sockaddr *)&want[j]);
+        if (!keep) {
+            pool_remove_member(p, m);
+            changes++;
+        }
+    }
+    /* Wanted addresses without a member join (duplicates collapse). */
+    for (size_t j = 0; j < naddrs; j++) {
+        if (pool_find(p, server, (struct sockaddr *)&want[j],
+                      addr_len(&want[j])) != NULL)
+            continue;
+        if (pool_add_member(p, server, server_spec,
+                            (struct sockaddr *)&want[j], addr_len(&want[j]),
+                            weight, backup) == NULL) {
+            free(want);
+            return -1;
+        }
+        changes++;
+    }
+    free(want);
+    return changes;
+}
