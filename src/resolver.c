@@ -32,86 +32,86 @@
 #include "resolver.h"
 
 #define EDNS_PAYLOAD 1232
-#define HOSTS_CHECK_INTERVAL 1.0    /* seconds between hosts-file stats */
-#define HOSTS_MAX_BYTES (64 << 20)  /* refuse absurd hosts files */
-#define REBUILD_INTERVAL 1.0        /* seconds between refusal rebuilds */
+#define HOSTS_CHECK_INTERVAL 1.0   /* seconds between hosts-file stats */
+#define HOSTS_MAX_BYTES (64 << 20) /* refuse absurd hosts files */
+#define REBUILD_INTERVAL 1.0       /* seconds between refusal rebuilds */
 
 /* Watcher of one socket c-ares opened. */
 struct resolver_sock {
-    ev_io io;                       /* readiness of the socket */
-    struct resolver_chan *chan;     /* channel owning the socket */
-    struct resolver_sock *next;     /* next socket of the channel */
+    ev_io io;                   /* readiness of the socket */
+    struct resolver_chan *chan; /* channel owning the socket */
+    struct resolver_sock *next; /* next socket of the channel */
 };
 
 /* One c-ares channel and the watchers that drive it. */
 struct resolver_chan {
-    struct resolver *r;             /* owner */
-    ares_channel ares;              /* the channel */
-    ev_timer timer;                 /* follows ares_timeout() */
-    struct resolver_sock *socks;    /* watched sockets */
-    unsigned inflight;              /* queries c-ares still owes a callback */
-    unsigned timeouts;              /* consecutive timeouts */
-    bool retired;                   /* replaced: no new queries */
-    struct resolver_chan *next;     /* next retired channel */
+    struct resolver *r;          /* owner */
+    ares_channel ares;           /* the channel */
+    ev_timer timer;              /* follows ares_timeout() */
+    struct resolver_sock *socks; /* watched sockets */
+    unsigned inflight;           /* queries c-ares still owes a callback */
+    unsigned timeouts;           /* consecutive timeouts */
+    bool retired;                /* replaced: no new queries */
+    struct resolver_chan *next;  /* next retired channel */
 };
 
 struct resolver_req {
-    struct resolver *r;             /* owner */
-    struct resolver_chan *chan;     /* channel it went to, NULL if local */
-    resolver_cb cb;                 /* completion, NULL once cancelled */
-    void *arg;                      /* passed to cb */
-    bool cancelled;                 /* cb must not run */
-    bool in_submit;                 /* inside ares_getaddrinfo */
-    bool queued;                    /* done, waiting on the deliver queue */
-    uint64_t seq;                   /* queue order, bounds a deliver pass */
-    double start;                   /* monotonic seconds at resolve */
-    struct resolver_result res;     /* what cb receives */
-    struct resolver_addr *addrs;    /* owned array behind res.addrs */
-    struct resolver_req *prev;      /* deliver queue links */
-    struct resolver_req *next;      /* deliver queue links */
+    struct resolver *r;               /* owner */
+    struct resolver_chan *chan;       /* channel it went to, NULL if local */
+    resolver_cb cb;                   /* completion, NULL once cancelled */
+    void *arg;                        /* passed to cb */
+    bool cancelled;                   /* cb must not run */
+    bool in_submit;                   /* inside ares_getaddrinfo */
+    bool queued;                      /* done, waiting on the deliver queue */
+    uint64_t seq;                     /* queue order, bounds a deliver pass */
+    double start;                     /* monotonic seconds at resolve */
+    struct resolver_result res;       /* what cb receives */
+    struct resolver_addr *addrs;      /* owned array behind res.addrs */
+    struct resolver_req *prev;        /* deliver queue links */
+    struct resolver_req *next;        /* deliver queue links */
     char name[RESOLVER_NAME_MAX + 2]; /* as requested */
 };
 
 /* One address line of the hosts file, per name. */
 struct hosts_entry {
-    char *name;                     /* lower case, no trailing dot */
-    size_t line;                    /* order in the file */
-    struct resolver_addr addr;      /* the address */
+    char *name;                /* lower case, no trailing dot */
+    size_t line;               /* order in the file */
+    struct resolver_addr addr; /* the address */
 };
 
 /* The hosts file in memory, sorted by (name, line). */
 struct resolver_hosts {
-    char *path;                     /* NULL = off */
-    struct hosts_entry *entries;    /* sorted for bsearch */
-    size_t n;                       /* entries in use */
-    char *text;                     /* file contents; names point into it */
-    struct timespec mtime;          /* of the file last read */
-    ino_t ino;                      /* of the file last read */
-    off_t size;                     /* of the file last read */
-    bool present;                   /* the file existed at the last read */
-    double checked;                 /* ev_now of the last stat */
+    char *path;                  /* NULL = off */
+    struct hosts_entry *entries; /* sorted for bsearch */
+    size_t n;                    /* entries in use */
+    char *text;                  /* file contents; names point into it */
+    struct timespec mtime;       /* of the file last read */
+    ino_t ino;                   /* of the file last read */
+    off_t size;                  /* of the file last read */
+    bool present;                /* the file existed at the last read */
+    double checked;              /* ev_now of the last stat */
 };
 
 struct resolver {
-    struct ev_loop *loop;           /* the loop everything runs on */
-    struct sockaddr_storage *ns;    /* nameservers (copy) */
-    size_t nns;                     /* entries in ns */
-    char *servers_csv;              /* ns as "ip:port,[ip6]:port" or NULL */
-    double timeout;                 /* seconds per attempt */
-    unsigned attempts;              /* tries */
-    struct resolver_chan *chan;     /* current channel, NULL if none */
-    struct resolver_chan *retired;  /* replaced channels still busy */
-    ev_timer deliver;               /* zero-delay: completions, upkeep */
-    struct resolver_req *qhead;     /* deliver queue, oldest first */
-    struct resolver_req *qtail;     /* deliver queue end */
-    uint64_t qseq;                  /* last seq given */
-    bool rebuild;                   /* replace chan at the next upkeep */
-    double rebuilt;                 /* ev_now of the last rebuild */
-    bool destroying;                /* c-ares callbacks must drop reqs */
-    bool delivering;                /* inside a deliver pass */
-    bool free_pending;              /* destroyed during a deliver pass */
-    struct resolver_hosts hosts;    /* hosts-file table */
-    struct resolver_stats stats;    /* counters */
+    struct ev_loop *loop;          /* the loop everything runs on */
+    struct sockaddr_storage *ns;   /* nameservers (copy) */
+    size_t nns;                    /* entries in ns */
+    char *servers_csv;             /* ns as "ip:port,[ip6]:port" or NULL */
+    double timeout;                /* seconds per attempt */
+    unsigned attempts;             /* tries */
+    struct resolver_chan *chan;    /* current channel, NULL if none */
+    struct resolver_chan *retired; /* replaced channels still busy */
+    ev_timer deliver;              /* zero-delay: completions, upkeep */
+    struct resolver_req *qhead;    /* deliver queue, oldest first */
+    struct resolver_req *qtail;    /* deliver queue end */
+    uint64_t qseq;                 /* last seq given */
+    bool rebuild;                  /* replace chan at the next upkeep */
+    double rebuilt;                /* ev_now of the last rebuild */
+    bool destroying;               /* c-ares callbacks must drop reqs */
+    bool delivering;               /* inside a deliver pass */
+    bool free_pending;             /* destroyed during a deliver pass */
+    struct resolver_hosts hosts;   /* hosts-file table */
+    struct resolver_stats stats;   /* counters */
 };
 
 static double
@@ -325,7 +325,7 @@ count_servers(ares_channel ch)
 static int
 chan_init_ares(struct resolver_chan *chan, bool checkresp)
 {
-    static char lookups[] = "b";    /* DNS only: hosts are ours */
+    static char lookups[] = "b"; /* DNS only: hosts are ours */
     struct resolver *r = chan->r;
     struct ares_options o;
     int mask, rc;
@@ -579,7 +579,7 @@ note_health(struct resolver *r, struct resolver_chan *chan, int status)
     case ARES_ENOTFOUND:
     case ARES_ESERVFAIL:
     case ARES_EREFUSED:
-        chan->timeouts = 0;     /* the server answered */
+        chan->timeouts = 0; /* the server answered */
         break;
     default:
         break;
@@ -689,7 +689,7 @@ hosts_parse(char *text, struct hosts_entry **out, size_t *nout)
         else if (inet_pton(AF_INET6, tok, &e.addr.u.v6) == 1)
             e.addr.family = AF_INET6;
         else
-            continue;           /* scoped or bad address: ignored */
+            continue; /* scoped or bad address: ignored */
         e.line = line;
         while ((tok = strtok_r(NULL, " \t\r", &save))) {
             size_t len = strlen(tok);
@@ -760,7 +760,7 @@ hosts_load(struct resolver *r, const struct stat *st)
 
     r->stats.hosts_loads++;
     if (!st) {
-        hosts_clear(h);         /* file gone: no entries */
+        hosts_clear(h); /* file gone: no entries */
         h->present = false;
         return;
     }
@@ -795,16 +795,14 @@ hosts_refresh(struct resolver *r, bool force)
 
     if (!h->path)
         return;
-    if (!force && now - h->checked < HOSTS_CHECK_INTERVAL &&
-        now >= h->checked)
+    if (!force && now - h->checked < HOSTS_CHECK_INTERVAL && now >= h->checked)
         return;
     h->checked = now;
     exists = stat(h->path, &st) == 0;
     if (!force && exists == h->present &&
-        (!exists ||
-         (st.st_mtim.tv_sec == h->mtime.tv_sec &&
-          st.st_mtim.tv_nsec == h->mtime.tv_nsec && st.st_ino == h->ino &&
-          st.st_size == h->size)))
+        (!exists || (st.st_mtim.tv_sec == h->mtime.tv_sec &&
+                     st.st_mtim.tv_nsec == h->mtime.tv_nsec &&
+                     st.st_ino == h->ino && st.st_size == h->size)))
         return;
     if (!exists && errno != ENOENT)
         log_warn("resolver: hosts file %s: %s", h->path, strerror(errno));
@@ -844,7 +842,7 @@ hosts_lookup(struct resolver *r, struct resolver_req *req)
         if (h->entries[i].addr.family == req->res.family)
             count++;
     if (count == 0)
-        return false;           /* not here for this family: ask DNS */
+        return false; /* not here for this family: ask DNS */
     req->addrs = calloc(count, sizeof(*req->addrs));
     if (!req->addrs)
         return false;
@@ -877,8 +875,8 @@ servers_csv(const struct sockaddr_storage *ns, size_t n)
             const struct sockaddr_in6 *s = (const void *)&ns[i];
             inet_ntop(AF_INET6, &s->sin6_addr, ip, sizeof(ip));
             port = ntohs(s->sin6_port);
-            w = snprintf(csv + off, cap - off, "%s[%s]:%u", i ? "," : "",
-                         ip, port ? port : 53);
+            w = snprintf(csv + off, cap - off, "%s[%s]:%u", i ? "," : "", ip,
+                         port ? port : 53);
         } else {
             const struct sockaddr_in *s = (const void *)&ns[i];
             inet_ntop(AF_INET, &s->sin_addr, ip, sizeof(ip));

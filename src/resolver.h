@@ -60,18 +60,18 @@ struct resolver_addr {
 
 /* What a completion callback receives; valid only during the callback. */
 struct resolver_result {
-    const char *name;                   /* as requested */
-    int family;                         /* AF_INET or AF_INET6, as asked */
-    enum resolver_status status;        /* outcome */
-    const struct resolver_addr *addrs;  /* in answer order, NULL if none */
-    size_t naddrs;                      /* 0 unless status is OK */
-    uint32_t ttl;       /* seconds: min over CNAME chain and records; 0 for
-                           literals and hosts-file hits ("use min_ttl") */
-    double duration;    /* seconds from request to answer (monotonic) */
-    bool sent;          /* a query went upstream (count it in
-                           ferry_dns_queries_total); false for literals,
-                           hosts-file hits and requests that failed locally */
-    int ares_status;    /* raw c-ares status, for logs */
+    const char *name;                  /* as requested */
+    int family;                        /* AF_INET or AF_INET6, as asked */
+    enum resolver_status status;       /* outcome */
+    const struct resolver_addr *addrs; /* in answer order, NULL if none */
+    size_t naddrs;                     /* 0 unless status is OK */
+    uint32_t ttl;    /* seconds: min over CNAME chain and records; 0 for
+                        literals and hosts-file hits ("use min_ttl") */
+    double duration; /* seconds from request to answer (monotonic) */
+    bool sent;       /* a query went upstream (count it in
+                        ferry_dns_queries_total); false for literals,
+                        hosts-file hits and requests that failed locally */
+    int ares_status; /* raw c-ares status, for logs */
 };
 
 typedef void (*resolver_cb)(void *arg, const struct resolver_result *res);
@@ -80,19 +80,19 @@ typedef void (*resolver_cb)(void *arg, const struct resolver_result *res);
 struct resolver_options {
     const struct sockaddr_storage *nameservers; /* IPv4/IPv6 with port (0 =
                                                    53); none = resolv.conf */
-    size_t nnameservers;                /* entries in nameservers */
-    const char *hosts_file;             /* path, or NULL for off */
-    double timeout;                     /* seconds per attempt (> 0) */
-    unsigned attempts;                  /* tries per request (>= 1) */
+    size_t nnameservers;                        /* entries in nameservers */
+    const char *hosts_file;                     /* path, or NULL for off */
+    double timeout;                             /* seconds per attempt (> 0) */
+    unsigned attempts;                          /* tries per request (>= 1) */
 };
 
 /* Counters since resolver_init (monotonic, never reset). */
 struct resolver_stats {
-    uint64_t queries;                   /* requests sent upstream */
-    uint64_t literals;                  /* answered as IP literals */
-    uint64_t hosts_hits;                /* answered from the hosts file */
-    uint64_t rebuilds;                  /* channels replaced */
-    uint64_t hosts_loads;               /* hosts-file (re)reads */
+    uint64_t queries;     /* requests sent upstream */
+    uint64_t literals;    /* answered as IP literals */
+    uint64_t hosts_hits;  /* answered from the hosts file */
+    uint64_t rebuilds;    /* channels replaced */
+    uint64_t hosts_loads; /* hosts-file (re)reads */
 };
 
 struct resolver;
@@ -141,8 +141,7 @@ const char *resolver_status_name(enum resolver_status status);
 
 /* Writes addr with port (host order) into ss; returns its length. */
 socklen_t resolver_addr_to_sockaddr(const struct resolver_addr *addr,
-                                    uint16_t port,
-                                    struct sockaddr_storage *ss);
+                                    uint16_t port, struct sockaddr_storage *ss);
 
 void resolver_get_stats(const struct resolver *r, struct resolver_stats *st);
 

@@ -23,19 +23,19 @@
 
 /* Run state shared with the callbacks. */
 struct cli {
-    struct resolver *r;             /* the resolver under test */
-    char **names;                   /* names to resolve */
-    int nnames;                     /* entries in names */
-    int family;                     /* AF_INET or AF_INET6 */
-    long total;                     /* resolutions to start */
-    long started;                   /* resolutions started */
-    long done;                      /* resolutions completed */
-    long failed;                    /* completions not ok */
-    long sent;                      /* completions that went upstream */
-    bool quiet;                     /* summary only */
-    double min_ms;                  /* fastest completion */
-    double max_ms;                  /* slowest completion */
-    double sum_ms;                  /* for the mean */
+    struct resolver *r; /* the resolver under test */
+    char **names;       /* names to resolve */
+    int nnames;         /* entries in names */
+    int family;         /* AF_INET or AF_INET6 */
+    long total;         /* resolutions to start */
+    long started;       /* resolutions started */
+    long done;          /* resolutions completed */
+    long failed;        /* completions not ok */
+    long sent;          /* completions that went upstream */
+    bool quiet;         /* summary only */
+    double min_ms;      /* fastest completion */
+    double max_ms;      /* slowest completion */
+    double sum_ms;      /* for the mean */
 };
 
 static void start_one(struct cli *c);
@@ -60,11 +60,10 @@ on_result(void *arg, const struct resolver_result *res)
         char ip[INET6_ADDRSTRLEN];
         printf("%s %s %s(%d) ttl=%u ms=%.3f sent=%d", res->name,
                res->family == AF_INET ? "ipv4" : "ipv6",
-               resolver_status_name(res->status), res->ares_status, res->ttl, ms,
-               res->sent ? 1 : 0);
+               resolver_status_name(res->status), res->ares_status, res->ttl,
+               ms, res->sent ? 1 : 0);
         for (size_t i = 0; i < res->naddrs; i++) {
-            inet_ntop(res->addrs[i].family, &res->addrs[i].u, ip,
-                      sizeof(ip));
+            inet_ntop(res->addrs[i].family, &res->addrs[i].u, ip, sizeof(ip));
             printf(" %s", ip);
         }
         printf("\n");
@@ -221,9 +220,8 @@ main(int argc, char **argv)
                       (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
         printf("resolutions=%ld failed=%ld sent=%ld seconds=%.3f "
                "rate=%.0f/s latency_ms min=%.3f mean=%.3f max=%.3f\n",
-               c.done, c.failed, c.sent, secs, (double)c.done / secs,
-               c.min_ms, c.sum_ms / (double)(c.done ? c.done : 1),
-               c.max_ms);
+               c.done, c.failed, c.sent, secs, (double)c.done / secs, c.min_ms,
+               c.sum_ms / (double)(c.done ? c.done : 1), c.max_ms);
     }
     resolver_destroy(c.r);
     return c.failed ? 1 : 0;

@@ -30,23 +30,23 @@
 
 /* One running dnsfault.py. */
 struct fault {
-    pid_t pid;                          /* the python process */
-    int port;                           /* DNS port (UDP and TCP) */
-    int control_port;                   /* control port */
-    bool ipv6;                          /* also on [::1]:port */
-    int ctl;                            /* control connection */
-    char ready[256];                    /* ready file path */
+    pid_t pid;        /* the python process */
+    int port;         /* DNS port (UDP and TCP) */
+    int control_port; /* control port */
+    bool ipv6;        /* also on [::1]:port */
+    int ctl;          /* control connection */
+    char ready[256];  /* ready file path */
 };
 
 /* What one request's callback saw. */
 struct got {
-    int calls;                          /* times the callback ran */
-    enum resolver_status status;        /* last status */
-    size_t naddrs;                      /* addresses */
+    int calls;                             /* times the callback ran */
+    enum resolver_status status;           /* last status */
+    size_t naddrs;                         /* addresses */
     char addrs[MAX_GOT][INET6_ADDRSTRLEN]; /* as text, in order */
-    uint32_t ttl;                       /* result ttl */
-    bool sent;                          /* went upstream */
-    double duration;                    /* seconds */
+    uint32_t ttl;                          /* result ttl */
+    bool sent;                             /* went upstream */
+    double duration;                       /* seconds */
 };
 
 static char tmpdir[64];
@@ -100,9 +100,8 @@ fault_start(struct fault *f, int port)
         return -1;
     if (f->pid == 0) {
         prctl(PR_SET_PDEATHSIG, SIGKILL);
-        execl(PYTHON, PYTHON, DNSFAULT_PY, "--port", portbuf,
-              "--control-port", "0", "--ready-file", f->ready, "--ipv6",
-              (char *)NULL);
+        execl(PYTHON, PYTHON, DNSFAULT_PY, "--port", portbuf, "--control-port",
+              "0", "--ready-file", f->ready, "--ipv6", (char *)NULL);
         _exit(127);
     }
     end = mono() + 10.0;
@@ -165,7 +164,7 @@ ctl(struct fault *f, char *reply, size_t cap, const char *fmt, ...)
     assert_int_equal(write(f->ctl, line, (size_t)len), len);
     while (n + 1 < cap) {
         ssize_t got = read(f->ctl, reply + n, 1);
-        assert_true(got == 1);  /* SO_RCVTIMEO bounds this */
+        assert_true(got == 1); /* SO_RCVTIMEO bounds this */
         if (reply[n] == '\n')
             break;
         n++;
@@ -174,10 +173,10 @@ ctl(struct fault *f, char *reply, size_t cap, const char *fmt, ...)
     assert_non_null(strstr(reply, "\"ok\": true"));
 }
 
-#define CTL(f, ...)                                                          \
-    do {                                                                     \
-        char reply_[4096];                                                   \
-        ctl((f), reply_, sizeof(reply_), __VA_ARGS__);                       \
+#define CTL(f, ...)                                                            \
+    do {                                                                       \
+        char reply_[4096];                                                     \
+        ctl((f), reply_, sizeof(reply_), __VA_ARGS__);                         \
     } while (0)
 
 static int
@@ -186,8 +185,7 @@ ctl_count(struct fault *f, const char *name, const char *type)
     char reply[512];
 
     ctl(f, reply, sizeof(reply),
-        "{\"cmd\": \"count\", \"name\": \"%s\", \"type\": \"%s\"}", name,
-        type);
+        "{\"cmd\": \"count\", \"name\": \"%s\", \"type\": \"%s\"}", name, type);
     return json_int(reply, "count");
 }
 
@@ -263,16 +261,16 @@ resolve_wait(struct ev_loop *loop, struct resolver *r, const char *name,
 {
     memset(g, 0, sizeof(*g));
     assert_non_null(resolver_resolve(r, name, family, on_got, g));
-    assert_int_equal(g->calls, 0);      /* never before resolve returns */
+    assert_int_equal(g->calls, 0); /* never before resolve returns */
     assert_true(wait_for(loop, &g->calls, 1, secs));
     assert_int_equal(g->calls, 1);
 }
 
 /* Per-test state. */
 struct ctx {
-    struct ev_loop *loop;               /* fresh loop per test */
-    struct resolver *r;                 /* at main_fault, 1 s x 2 */
-    struct sockaddr_storage ns;         /* its nameserver */
+    struct ev_loop *loop;       /* fresh loop per test */
+    struct resolver *r;         /* at main_fault, 1 s x 2 */
+    struct sockaddr_storage ns; /* its nameserver */
 };
 
 static int
@@ -331,10 +329,9 @@ test_a_and_aaaa_custom_port(void **state)
     struct got g;
 
     assert_int_not_equal(main_fault.port, 53);
-    CTL(&main_fault,
-        "{\"cmd\": \"set\", \"name\": \"api.test\", \"ttl\": 30,"
-        " \"a\": [\"10.0.0.1\", \"10.0.0.2\"],"
-        " \"aaaa\": [\"fd00::1\", \"fd00::2\"]}");
+    CTL(&main_fault, "{\"cmd\": \"set\", \"name\": \"api.test\", \"ttl\": 30,"
+                     " \"a\": [\"10.0.0.1\", \"10.0.0.2\"],"
+                     " \"aaaa\": [\"fd00::1\", \"fd00::2\"]}");
     resolve_wait(c->loop, c->r, "api.test", AF_INET, &g, 5);
     assert_int_equal(g.status, RESOLVER_OK);
     assert_int_equal(g.naddrs, 2);
@@ -462,8 +459,7 @@ test_hosts_file(void **state)
     struct ctx *c = *state;
     char path[128];
     struct resolver_options o = {
-        .nameservers = &c->ns, .nnameservers = 1, .timeout = 1,
-        .attempts = 2};
+        .nameservers = &c->ns, .nnameservers = 1, .timeout = 1, .attempts = 2};
     struct resolver *r;
     struct got g;
 
@@ -615,7 +611,7 @@ test_cancel(void **state)
     memset(&cancelled, 0, sizeof(cancelled));
     req = resolver_resolve(c->r, "slow1.test", AF_INET, on_got, &cancelled);
     assert_non_null(req);
-    resolver_cancel(req);       /* sent, not answered yet */
+    resolver_cancel(req); /* sent, not answered yet */
     /* A literal is queued at once: cancel it before delivery too. */
     struct resolver_req *lit =
         resolver_resolve(c->r, "10.9.9.9", AF_INET, on_got, &cancelled);
@@ -683,9 +679,9 @@ test_cname_ttl_minimum(void **state)
 
 /* Starts a second request from inside a completion. */
 struct chain {
-    struct resolver *r;                 /* resolver */
-    struct got first;                   /* first result */
-    struct got second;                  /* result of the nested request */
+    struct resolver *r; /* resolver */
+    struct got first;   /* first result */
+    struct got second;  /* result of the nested request */
 };
 
 static void
@@ -694,8 +690,8 @@ on_chain(void *arg, const struct resolver_result *res)
     struct chain *ch = arg;
 
     on_got(&ch->first, res);
-    assert_non_null(resolver_resolve(ch->r, "api.test", AF_INET6, on_got,
-                                     &ch->second));
+    assert_non_null(
+        resolver_resolve(ch->r, "api.test", AF_INET6, on_got, &ch->second));
 }
 
 static void
@@ -751,8 +747,8 @@ test_destroy_with_requests(void **state)
     r = make_resolver(c->loop, &ns, main_fault.port, 1, 1);
     struct resolver *rp = r;
     memset(&g, 0, sizeof(g));
-    assert_non_null(resolver_resolve(r, "10.0.0.1", AF_INET, on_destroy_cb,
-                                     &rp));
+    assert_non_null(
+        resolver_resolve(r, "10.0.0.1", AF_INET, on_destroy_cb, &rp));
     assert_non_null(resolver_resolve(r, "10.0.0.2", AF_INET, on_got, &g));
     double end = mono() + 2;
     while (rp && mono() < end)
@@ -807,7 +803,7 @@ test_rebuild_after_refused(void **state)
     resolve_wait(c->loop, r, "back.test", AF_INET, &g, 5);
     assert_int_equal(g.status, RESOLVER_OK);
 
-    fault_stop(&f);             /* ICMP port unreachable from now on */
+    fault_stop(&f); /* ICMP port unreachable from now on */
     resolve_wait(c->loop, r, "back.test", AF_INET, &g, 5);
     assert_true(g.status == RESOLVER_ERROR || g.status == RESOLVER_TIMEOUT);
     assert_true(g.sent);
@@ -886,8 +882,7 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_a_and_aaaa_custom_port, setup,
                                         teardown),
-        cmocka_unit_test_setup_teardown(test_ipv6_nameserver, setup,
-                                        teardown),
+        cmocka_unit_test_setup_teardown(test_ipv6_nameserver, setup, teardown),
         cmocka_unit_test_setup_teardown(test_45_a_records_udp_edns, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_ip_literal_not_sent, setup,
@@ -900,8 +895,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_timeout_one_attempt, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_cancel, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_cancel_in_flight, setup,
-                                        teardown),
+        cmocka_unit_test_setup_teardown(test_cancel_in_flight, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cname_ttl_minimum, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_resolve_from_callback, setup,
