@@ -36,9 +36,12 @@
  *    "chunked" and name it once; Transfer-Encoding in an HTTP/1.0 message,
  *    or together with Content-Length, is an error;
  *  - HTTP/1.1 requests need exactly one Host field with a valid value;
+ *  - Connection is a list of tokens, at most 64 options in all;
  *  - more than HTTP_MAX_HEADERS fields, or no end of head within max_head
  *    bytes, is 431 for a request.
  * Every error of a response means 502 for the proxy (m->error is 502).
+ * Chunk extensions are not interpreted: only their octets are checked
+ * (HTAB, SP, VCHAR, obs-text after a ';'), which is what framing needs.
  *
  * Hop-by-hop fields (RFC 9110 7.6.1) are flagged HTTP_HF_HOP: Connection,
  * Keep-Alive, Proxy-Connection, TE, Upgrade, and every field the
@@ -234,7 +237,10 @@ http_span_ptr(const char *buf, struct http_span s)
 
 /*
  * Chunked body framing (RFC 9112 7.1), read-only: it tells where the body
- * ends and how many bytes are data, never rewrites anything.
+ * ends and how many bytes are data, never rewrites anything. chunk-size is
+ * 1 to 16 hex digits (no sign, no "0x", no leading whitespace; whitespace
+ * after it only before a ';'), every line ends in CRLF, chunk data must be
+ * followed by CRLF, trailer fields are "token:value" lines (no obs-fold).
  *
  *   SIZE ─hex─► SIZE ─;─► EXT ─CR─► SIZE_LF ─LF─► DATA ─► DATA_CR ─► DATA_LF
  *     ▲                                      │ size 0                   │
