@@ -171,7 +171,9 @@ checker_rnd(struct health_checker *c)
     c->rng ^= c->rng >> 12;
     c->rng ^= c->rng << 25;
     c->rng ^= c->rng >> 27;
-    return (double)((c->rng * 2685821657736338717ULL) >> 11) / 9007199254740992.0;
+    /* Top 53 bits over 2^53: uniform in [0, 1). */
+    return (double)((c->rng * 2685821657736338717ULL) >> 11) /
+           9007199254740992.0;
 }
 
 static const char *

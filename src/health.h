@@ -14,14 +14,14 @@
  *
  * Member states (member->up is true only in UP):
  *
- *                first check passes
- *     UNKNOWN ─────────────────────────────► UP ◄──────────────┐
- *        │                                   │ │               │
- *        │ first check fails    `fall` fails │ │ passive:      │ `rise` passes
- *        │                      in a row     │ │ window error  │ in a row, or
- *        ▼                                   ▼ ▼ share > rate  │ (none) cool-down
- *      DOWN ◄────────────────────────────────┘ (at most n/2    │ elapsed
- *        └─────────────────────────────────────ejected) ───────┘
+ *             first check passes
+ *   UNKNOWN ───────────────────────────────────► UP
+ *      │                                        │  ▲
+ *      │ first check     `fall` failed checks   │  │ `rise` passed checks
+ *      │ fails           in a row, or passive:  │  │ in a row, or (kind none)
+ *      │                 window error share >   │  │ the cool-down elapsed
+ *      ▼                 rate (at most n/2 out) ▼  │
+ *      └──────────────────────────────────────► DOWN
  *
  * With health_check = none a member is UP as soon as it is attached, and a
  * passive ejection lasts a cool-down of 10 s, doubling on each ejection that
@@ -67,11 +67,16 @@ struct health_params {
     unsigned fall;                      /* failures to go down, >= 1 */
     unsigned window;                    /* passive outcomes kept, 0 = off */
     double error_rate;                  /* eject above this share, 0..1 */
-    double cooldown;                    /* kind none: first cool-down, s */
+    double cooldown;                    /* kind none: first cool-down, s
+                                           (HEALTH_COOLDOWN_BASE; tests
+                                           shorten it) */
 };
 
-/* Callbacks; all optional. Never called from inside health_* entry points
- * other than check_done/passive_outcome/tick and the loop's own callbacks. */
+/*
+ * Callbacks, all optional. change runs from the loop's callbacks and from
+ * health_member_check_done, health_passive_outcome, health_member_tick and
+ * health_update_params (never from attach, detach or move).
+ */
 struct health_hooks {
     /* member->up changed (already set); reason says why. */
     void (*change)(void *arg, struct member *m, bool up, const char *reason);
