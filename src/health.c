@@ -806,8 +806,13 @@ member_apply(struct health_member *hm, const struct health_params *old,
 
     if (old->window != p->window && window_resize(hm, p->window) != 0)
         return -1;
-    if (old->kind == p->kind)
+    if (old->kind == p->kind) {
+        /* A shorter interval should not wait out the old one. */
+        if (hm->phase == PH_IDLE && old->interval != p->interval)
+            schedule(hm, PH_IDLE,
+                     health_jitter(p->interval, checker_rnd(hm->checker)));
         return 0;
+    }
     probe_abort(hm);
     hm->cooldown_until = 0;
     if (p->kind != HEALTH_NONE) {

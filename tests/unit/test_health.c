@@ -1303,6 +1303,13 @@ srv_eof(void *arg)
     return ((struct srv *)arg)->eofs > 0;
 }
 
+static bool
+never(void *arg)
+{
+    (void)arg;
+    return false;
+}
+
 static void
 test_io_detach_in_flight(void **state)
 {
@@ -1324,7 +1331,7 @@ test_io_detach_in_flight(void **state)
     assert_null(m->health);
     assert_true(run_until(f.loop, srv_eof, &s, 5));
     /* The timeout would have fired by now had its timer survived. */
-    run_until(f.loop, srv_eof, &s, 0.7);
+    assert_false(run_until(f.loop, never, NULL, 0.6));
     assert_int_equal(f.seen.changes, 0);
     assert_false(m->up);
     srv_stop(&s);
@@ -1375,6 +1382,49 @@ test_io_none_cooldown_timer(void **state)
     lfx_deinit(&f);
 }
 
+static bool
+member_down(void *arg)
+{
+    return !((struct member *)arg)->up;
+}
+
+static bool
+member_checked(void *arg)
+{
+    return health_member_counters(arg)->has_checked;
+}
+
+static void
+test_io_reload_none_to_tcp(void **state)
+{
+    struct lfx f;
+    struct health_params p = params(HEALTH_NONE, 1, 1);
+    struct member *good, *bad;
+    uint16_t port;
+    int lfd;
+
+    (void)state;
+    p.interval = 60;
+    p.timeout = 1;
+    lfx_init(&f, p);
+    lfd = listen_socket(&port, 16);
+    good = lfx_attach(&f, port);
+    bad = lfx_attach(&f, closed_port());
+    assert_true(good->up && bad->up);
+    /* Checks start at once; state is kept until they say otherwise. */
+    p.kind = HEALTH_TCP;
+    assert_int_equal(health_update_params(f.c, &p, ev_now(f.loop)), 0);
+    assert_true(good->up && bad->up);
+    assert_true(run_until(f.loop, member_down, bad, 5));
+    assert_string_equal(f.seen.last_reason,
+                        "1 check failed: connection refused");
+    assert_true(run_until(f.loop, member_checked, good, 5));
+    assert_true(good->up);
+    assert_int_equal(health_member_counters(good)->checks_passed, 1);
+    close(lfd);
+    lfx_deinit(&f);
+}
+
 int
 main(void)
 {
@@ -1407,6 +1457,7 @@ main(void)
         cmocka_unit_test(test_io_hysteresis_live),
         cmocka_unit_test(test_io_detach_in_flight),
         cmocka_unit_test(test_io_none_cooldown_timer),
+        cmocka_unit_test(test_io_reload_none_to_tcp),
     };
 
     log_set_level(LOG_LEVEL_ERROR);
