@@ -34,19 +34,11 @@ conn_set_state(struct conn *c, enum conn_state s)
     c->state = s;
 }
 
-static bool
-conn_ended_badly(const char *why)
-{
-    /* Only a clean two-way end ("done") or a stop keeps a graceful FIN. */
-    return why[0] != 'd' && why[0] != 's';
-}
-
-void
-conn_close(struct conn *c, const char *why)
+static void
+conn_end(struct conn *c, const char *why, bool reset)
 {
     struct runtime *rt = c->rt;
     struct ev_loop *loop = rt->loop;
-    bool reset = conn_ended_badly(why);
 
     if (c->state == CONN_CLOSED)
         return;
@@ -82,6 +74,18 @@ conn_close(struct conn *c, const char *why)
     c->next = rt->closed;
     rt->closed = c;
     runtime_conn_closed(rt);
+}
+
+void
+conn_close(struct conn *c, const char *why)
+{
+    conn_end(c, why, false);
+}
+
+void
+conn_abort(struct conn *c, const char *why)
+{
+    conn_end(c, why, true);
 }
 
 void

@@ -97,7 +97,7 @@ flush(struct conn *c, struct conn_side *from)
                 ev_io_start(c->rt->loop, &to->wio);
                 return 1;
             }
-            conn_close(c, to == &c->client ? "client write error"
+            conn_abort(c, to == &c->client ? "client write error"
                                             : "server write error");
             return -1;
         }
@@ -131,7 +131,7 @@ side_read_cb(struct ev_loop *loop, ev_io *w, int revents)
     if (n < 0) {
         if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
             return;
-        conn_close(c, s == &c->client ? "client reset" : "server reset");
+        conn_abort(c, s == &c->client ? "client reset" : "server reset");
         return;
     }
     touch(c, s);
