@@ -48,7 +48,7 @@ conn_end(struct conn *c, const char *why, bool reset)
     conn_side_close(loop, &c->server, reset);
     /* A connect that failed was released with its outcome already. */
     if (c->member != NULL)
-        balance_release(c->be->pool.balance, c->member, BALANCE_OK);
+        backend_release(c->be, c->member, BALANCE_OK, ev_now(loop));
     if (log_access_enabled()) {
         double now = ev_now(loop);
         log_access("tcp frontend=%s client=%s member=%s bytes_in=%llu "

@@ -66,8 +66,10 @@ def test_retry_when_member_port_closed(backends, ferry):
     bs = backends(2, mode="tcp")
     dead = f"127.0.0.1:{free_port()}"
     port = free_port()
+    # Without active checks the dead member stays in rotation, so every
+    # third session has to be retried on the next member.
     f = ferry(tcp_conf(port, [bs[0].addr, dead, bs[1].addr],
-                       be="retries = 2"), [port])
+                       be="retries = 2\nhealth_check = none"), [port])
     seen = [banner(port) for _ in range(20)]
     assert set(seen) == {"b1", "b2"}
     assert "connect to " + dead + " failed" in f.output()
@@ -76,7 +78,8 @@ def test_retry_when_member_port_closed(backends, ferry):
 def test_all_members_down_closes(ferry):
     port = free_port()
     dead = [f"127.0.0.1:{free_port()}" for _ in range(3)]
-    f = ferry(tcp_conf(port, dead, be="retries = 2"), [port])
+    f = ferry(tcp_conf(port, dead, be="retries = 2\nhealth_check = none"),
+              [port])
     with connect(port) as s:
         start = time.monotonic()
         assert s.recv(100) == b""
@@ -85,11 +88,33 @@ def test_all_members_down_closes(ferry):
     f.wait_log("end=retries exhausted")
 
 
+def test_members_failing_first_check_start_down(ferry, backends):
+    # Active tcp checks (the default) run before the listeners accept, so
+    # a dead member never sees a client, not even the first one.
+    bs = backends(1, mode="tcp")
+    dead = f"127.0.0.1:{free_port()}"
+    port = free_port()
+    f = ferry(tcp_conf(port, [dead, bs[0].addr]), [port])
+    assert [banner(port) for _ in range(6)] == ["b1"] * 6
+    assert f"connect to {dead} failed" not in f.output()
+    assert f"member {dead} down" in f.output() or dead in f.output()
+
+
+def test_no_member_up_closes_at_once(ferry):
+    port = free_port()
+    dead = [f"127.0.0.1:{free_port()}" for _ in range(2)]
+    f = ferry(tcp_conf(port, dead), [port])
+    with connect(port) as s:
+        assert s.recv(100) == b""
+    f.wait_log("end=no member up")
+
+
 def test_retries_zero_gives_up_after_one(ferry, backends):
     bs = backends(1, mode="tcp")
     dead = f"127.0.0.1:{free_port()}"
     port = free_port()
-    ferry(tcp_conf(port, [dead, bs[0].addr], be="retries = 0"), [port])
+    ferry(tcp_conf(port, [dead, bs[0].addr],
+                   be="retries = 0\nhealth_check = none"), [port])
     results = []
     for _ in range(4):
         with connect(port) as s:
@@ -275,7 +300,8 @@ def test_connect_timeout_tries_next(backends, ferry):
     sport = stuck.getsockname()[1]
     port = free_port()
     f = ferry(tcp_conf(port, [f"127.0.0.1:{sport}", bs[0].addr],
-                       be="timeout_connect = 300ms"), [port])
+                       be="timeout_connect = 300ms\nhealth_check = none"),
+              [port])
     try:
         start = time.monotonic()
         assert banner(port) == "b1"
