@@ -13,6 +13,9 @@
 #include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
+/* Inlined: a hit hashes a short name, where a library call costs more
+ * than the hash itself. */
+#define XXH_INLINE_ALL
 #include <xxhash.h>
 
 /* One table slot; e == NULL means empty. */

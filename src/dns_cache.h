@@ -190,7 +190,7 @@ struct dns_cache_ops {
  * scope id set, port 0, sorted and deduplicated.
  */
 struct dns_cache_entry {
-    struct dns_cache *cache;            /* owner; NULL once removed */
+    /* Hot: what a cache-hit lookup reads and writes, first cache lines. */
     uint64_t hash;                      /* of (name, family) */
     int family;                         /* 4 or 6 */
     enum dns_cache_state state;         /* see diagram */
@@ -198,23 +198,25 @@ struct dns_cache_entry {
     bool removed;                       /* out of the table, dying */
     bool pending;                       /* queued for run_pending */
     bool used;                          /* looked up since last answer */
-    unsigned refs;                      /* table + query + pending queue */
     unsigned pins;                      /* listeners + dns_cache_pin */
-    struct dns_cache_entry *pending_next; /* pending queue link */
-
+    double expires;                     /* answered_at + ttl */
+    double stale_until;                 /* expires + stale_ttl */
+    double prefetch_at;                 /* background refresh from here */
+    double retry_at;                    /* no new query before this */
+    uint64_t lookups[DNS_CACHE_NRESULTS]; /* by result; [HIT] = hits */
     struct sockaddr_storage *addrs;     /* current set (valid if RESOLVED) */
     size_t naddrs;                      /* addresses in the set */
+
+    struct dns_cache *cache;            /* owner; NULL once removed */
+    unsigned refs;                      /* table + query + pending queue */
+    struct dns_cache_entry *pending_next; /* pending queue link */
     size_t cap;                         /* slots allocated in addrs */
     uint64_t set_gen;                   /* bumped when the set changes */
     uint64_t answer_gen;                /* bumped on every good answer */
 
     double ttl;                         /* stored TTL (clamped, jittered) */
     double answered_at;                 /* last good answer (answer_gen > 0) */
-    double expires;                     /* answered_at + ttl */
-    double stale_until;                 /* expires + stale_ttl */
-    double prefetch_at;                 /* background refresh from here */
     double neg_until;                   /* FAILED: negative window end */
-    double retry_at;                    /* no new query before this */
     unsigned fails;                     /* consecutive failed queries */
     enum dns_cache_status last_status;  /* of the last completed query */
     const char *last_error;             /* static text, NULL = none yet */
@@ -224,7 +226,6 @@ struct dns_cache_entry {
     uint64_t query_count;               /* completed queries */
     uint64_t queries[DNS_CACHE_Q_NSTATUS]; /* by status */
     uint64_t failures;                  /* failed queries (incl. empty) */
-    uint64_t lookups[DNS_CACHE_NRESULTS]; /* by result; [HIT] = hits */
 
     struct dns_cache_link waiters;      /* ring head of parked waiters */
     struct dns_cache_link listeners;    /* ring head of listeners */
