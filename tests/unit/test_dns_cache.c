@@ -1055,6 +1055,85 @@ test_sync_completion(void **state)
     fake_free(f);
 }
 
+/* ---- wakeups re-read the entry -------------------------------------------- */
+
+static void
+test_wake_rereads_new_query_in_flight(void **state)
+{
+    struct dns_cache_config cfg = test_config();
+    struct fake *f = fake_new(&cfg);
+    struct dns_cache_entry *e = dns_cache_get(f->c, "rr", 4);
+    struct rec_waiter w;
+
+    rec_init(&w);
+    dns_cache_pin(f->c, e);
+    assert_int_equal(dns_cache_lookup(f->c, "rr", 4, 0, &w.w, NULL),
+                     DNS_CACHE_MISS);
+    fail_query(f, DNS_CACHE_Q_SERVFAIL, 0);
+    /* Before the wakeup runs, the pinned retry is already out. */
+    dns_cache_tick(f->c, 5);
+    assert_int_equal(f->queries, 2);
+    assert_int_equal(e->state, DNS_CACHE_IN_PROGRESS);
+    dns_cache_run_pending(f->c, 5);
+    assert_int_equal(w.woken, 0);       /* still waiting, on the new query */
+    assert_true(dns_cache_waiter_parked(&w.w));
+    answer4(f, 30, 5.5, 1, "10.0.0.1");
+    dns_cache_run_pending(f->c, 5.5);
+    assert_int_equal(w.woken, 1);
+    assert_int_equal(w.why, DNS_CACHE_WAKE_READY);
+    dns_cache_unpin(f->c, e);
+    fake_free(f);
+}
+
+static void
+test_wake_after_negative_window_asks_again(void **state)
+{
+    struct dns_cache_config cfg = test_config();
+    struct fake *f = fake_new(&cfg);
+    struct rec_waiter w;
+
+    rec_init(&w);
+    dns_cache_lookup(f->c, "late", 4, 0, &w.w, NULL);
+    fail_query(f, DNS_CACHE_Q_TIMEOUT, 0);
+    /* The loop got to the wakeup only after the negative window: the
+     * failure is history, so the parked request waits on a new query. */
+    dns_cache_run_pending(f->c, 6);
+    assert_int_equal(w.woken, 0);
+    assert_int_equal(f->queries, 2);
+    answer4(f, 30, 6.1, 1, "10.0.0.1");
+    dns_cache_run_pending(f->c, 6.1);
+    assert_int_equal(w.why, DNS_CACHE_WAKE_READY);
+    fake_free(f);
+}
+
+static void
+test_aged_out_answer_not_resurrected(void **state)
+{
+    struct dns_cache_config cfg = test_config();
+    struct fake *f = fake_new(&cfg);
+    struct rec_waiter w;
+    struct dns_cache_entry *e;
+
+    cfg.stale_ttl = 0;
+    dns_cache_set_config(f->c, &cfg);
+    rec_init(&w);
+    dns_cache_lookup(f->c, "sw", 4, 0, NULL, &e);
+    answer4(f, 10, 0, 1, "10.0.0.1");
+    /* Unusable at 10 (stale_ttl 0): the request parks on a new query. */
+    assert_int_equal(dns_cache_lookup(f->c, "sw", 4, 10, &w.w, NULL),
+                     DNS_CACHE_MISS);
+    /* A reload widening stale_ttl does not bring back an answer that has
+     * aged out (the pools were told EXPIRED): the failure is NEGATIVE. */
+    cfg.stale_ttl = 60;
+    dns_cache_set_config(f->c, &cfg);
+    fail_query(f, DNS_CACHE_Q_SERVFAIL, 10);
+    dns_cache_run_pending(f->c, 10);
+    assert_int_equal(w.woken, 1);
+    assert_int_equal(w.why, DNS_CACHE_WAKE_NEGATIVE);
+    assert_int_equal(e->state, DNS_CACHE_FAILED);
+    fake_free(f);
+}
+
 /* ---- removal ------------------------------------------------------------ */
 
 static void
@@ -1269,6 +1348,9 @@ main(void)
         cmocka_unit_test(test_set_change_notification),
         cmocka_unit_test(test_listener_callbacks_mutate),
         cmocka_unit_test(test_sync_completion),
+        cmocka_unit_test(test_wake_rereads_new_query_in_flight),
+        cmocka_unit_test(test_wake_after_negative_window_asks_again),
+        cmocka_unit_test(test_aged_out_answer_not_resurrected),
         cmocka_unit_test(test_remove_with_waiters_and_query),
         cmocka_unit_test(test_remove_query_in_flight_no_waiters),
         cmocka_unit_test(test_destroy_with_work_outstanding),
