@@ -6,23 +6,24 @@
  * Time (double seconds, monotonic) and randomness are arguments, so the
  * unit tests drive everything with a fake clock and a fake resolver.
  *
- *              lookup (MISS)                   complete(ok, >=1 addr)
- *     IDLE ──────────────────► IN_PROGRESS ─────────────────────────► RESOLVED
- *      ▲  ▲                     │  ▲  waiters park here (COALESCED)     │   │
- *      │  │  complete(failure)  │  │                                    │   │
- *      │  │   ┌─────────────────┘  │ stale limit passed while a         │   │
- *      │  │   ▼                    │ refresh is in flight               │   │
- *      │  └ FAILED ─ lookup after ─┘◄───────────────────────────────────┘   │
- *      │     │  negative window (or tick, pinned: retry)                    │
- *      │     └────────── negative window over, nobody asking                │
- *      └───────────────────── stale limit passed, no query in flight ───────┘
+ *              lookup: MISS              answer with >= 1 address
+ *     IDLE ----------------> IN_PROGRESS -----------------------> RESOLVED
+ *     ^  ^  (tick if pinned)   |     ^   lookups park: COALESCED   | |  |
+ *     |  |              failure|     |                             | |  |
+ *     |  |                     v     +-- stale limit passed, ------+ |  |
+ *     |  +--- window over -- FAILED      refresh in flight           |  |
+ *     |       lookups: NEGATIVE                                      |  |
+ *     |                          refresh answered or failed: <-------+  |
+ *     |                          stays RESOLVED                         |
+ *     +--------------- stale limit passed, no query in flight ----------+
  *
  *   RESOLVED: a usable answer (now < stale limit). now < expiry: HIT, else
  *     STALE. A background refresh may be in flight (`inflight`); its failure
  *     keeps the answer (SPEC: a failure never discards a usable answer) and
  *     only pushes the next attempt back (`retry_at`, backoff).
  *   FAILED: no usable answer and the last query failed: NEGATIVE until
- *     `neg_until`. A retry of a pinned name may be in flight meanwhile.
+ *     `neg_until` (backoff), then IDLE: the next lookup, or the timer for
+ *     a pinned name, sends a new query.
  *   Time-driven moves (expiry, stale limit, negative window) are applied
  *   lazily by whoever looks at the entry (lookup, tick, complete,
  *   run_pending), so nothing depends on the timer firing on time.

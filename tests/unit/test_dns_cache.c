@@ -1055,7 +1055,7 @@ test_sync_completion(void **state)
     fake_free(f);
 }
 
-/* ---- wakeups re-read the entry -------------------------------------------- */
+/* ---- wakeups re-read the entry ---------------------------------------- */
 
 static void
 test_wake_rereads_new_query_in_flight(void **state)
