@@ -824,28 +824,18 @@ static const struct config_key config_keys[] = {
      "the stats endpoint"},
     {SECT_STATS, "token", p_token, G(stats_token), 0, "the stats endpoint"},
 
-    {SECT_RESOLVER, "nameservers", p_nameservers, WHOLE, 0,
-     "the DNS resolver"},
-    {SECT_RESOLVER, "hosts_file", p_path_or_off, G(hosts_file), 0,
-     "the DNS resolver"},
-    {SECT_RESOLVER, "family", p_family, G(family), 0, "the DNS resolver"},
-    {SECT_RESOLVER, "timeout", p_duration_pos, G(resolver_timeout), 0,
-     "the DNS resolver"},
-    {SECT_RESOLVER, "attempts", p_attempts, G(resolver_attempts), 0,
-     "the DNS resolver"},
-    {SECT_RESOLVER, "min_ttl", p_duration, G(min_ttl), 0, "the DNS resolver"},
-    {SECT_RESOLVER, "max_ttl", p_duration_pos, G(max_ttl), 0,
-     "the DNS resolver"},
-    {SECT_RESOLVER, "negative_ttl", p_duration_pos, G(negative_ttl), 0,
-     "the DNS resolver"},
-    {SECT_RESOLVER, "stale_ttl", p_duration, G(stale_ttl), 0,
-     "the DNS resolver"},
-    {SECT_RESOLVER, "jitter", p_percentage_below_one, G(jitter), 0,
-     "the DNS resolver"},
-    {SECT_RESOLVER, "prefetch", p_percentage_below_one, G(prefetch), 0,
-     "the DNS resolver"},
-    {SECT_RESOLVER, "startup_timeout", p_duration_pos, G(startup_timeout), 0,
-     "the DNS resolver"},
+    {SECT_RESOLVER, "nameservers", p_nameservers, WHOLE, 0, NULL},
+    {SECT_RESOLVER, "hosts_file", p_path_or_off, G(hosts_file), 0, NULL},
+    {SECT_RESOLVER, "family", p_family, G(family), 0, NULL},
+    {SECT_RESOLVER, "timeout", p_duration_pos, G(resolver_timeout), 0, NULL},
+    {SECT_RESOLVER, "attempts", p_attempts, G(resolver_attempts), 0, NULL},
+    {SECT_RESOLVER, "min_ttl", p_duration, G(min_ttl), 0, NULL},
+    {SECT_RESOLVER, "max_ttl", p_duration_pos, G(max_ttl), 0, NULL},
+    {SECT_RESOLVER, "negative_ttl", p_duration_pos, G(negative_ttl), 0, NULL},
+    {SECT_RESOLVER, "stale_ttl", p_duration, G(stale_ttl), 0, NULL},
+    {SECT_RESOLVER, "jitter", p_percentage_below_one, G(jitter), 0, NULL},
+    {SECT_RESOLVER, "prefetch", p_percentage_below_one, G(prefetch), 0, NULL},
+    {SECT_RESOLVER, "startup_timeout", p_duration_pos, G(startup_timeout), 0, NULL},
 
     {SECT_FRONTEND, "listen", p_listen, WHOLE, KEY_REPEAT | KEY_REQUIRED,
      NULL},
@@ -1352,11 +1342,6 @@ config_validate(struct config_ctx *ctx)
                             config_balance_name(be->balance));
         for (size_t s = 0; s < be->nservers; s++) {
             struct config_server *sv = &be->servers[s];
-            if (!sv->is_literal)
-                config_error_at(ctx, sv->line,
-                                "server %s: DNS names are not supported yet; "
-                                "use an IP address",
-                                sv->spec);
             for (size_t o = 0; o < s; o++)
                 if (strcmp(be->servers[o].spec, sv->spec) == 0)
                     config_error_at(ctx, sv->line,

@@ -44,6 +44,7 @@ conn_end(struct conn *c, const char *why, bool reset)
         return;
     c->end = why;
     ev_timer_stop(loop, &c->timer);
+    dns_cache_cancel(&c->dnswait);
     conn_side_close(loop, &c->client, reset);
     conn_side_close(loop, &c->server, reset);
     /* A connect that failed was released with its outcome already. */

@@ -1,7 +1,10 @@
 /*
  * conn: one client connection and, once picked, its member connection.
  *
- *   accept ──► CONNECTING ──connect ok──► TUNNEL ──both ways done──► CLOSED
+ *   accept ──► (RESOLVING: no member yet, waiting on DNS / first check)
+ *     │              │ woken, or polled until timeout_connect
+ *     ▼              ▼
+ *            CONNECTING ──connect ok──► TUNNEL ──both ways done──► CLOSED
  *                 │  ▲                       │
  *                 │  └─ connect failed,      └─ error, reset, timeout ──►
  *                 │     retries left: pick another member               CLOSED
@@ -21,12 +24,14 @@
 
 #include "balance.h"
 #include "buf.h"
+#include "dns_cache.h"
 
 struct frontend;
 struct backend;
 struct runtime;
 
 enum conn_state {
+    CONN_RESOLVING,                     /* pool empty: waiting on DNS */
     CONN_CONNECTING,                    /* connecting to a member */
     CONN_TUNNEL,                        /* bytes flow both ways */
     CONN_CLOSED,                        /* done; waiting to be freed */
@@ -54,6 +59,7 @@ struct conn {
     struct member *member;              /* picked member (ref held) */
     struct balance_tried tried;         /* members that failed to connect */
     unsigned attempts;                  /* connects started */
+    struct dns_cache_waiter dnswait;    /* parked on a resolution */
     ev_timer timer;                     /* connect and idle timeouts */
     double started;                     /* accept time */
     double connect_started;             /* current connect attempt began */

@@ -13,7 +13,9 @@
 
 #include "buf.h"
 #include "config.h"
+#include "dns.h"
 #include "log.h"
+#include "resolver.h"
 #include "runtime.h"
 
 #include "autoconfig.h"
@@ -48,6 +50,7 @@ static const char usage_text[] =
 struct main_state {
     struct ev_loop *loop;               /* the event loop */
     struct runtime *rt;                 /* what is running */
+    struct dns *dns;                    /* resolver and cache */
     ev_signal sigterm;                  /* graceful stop */
     ev_signal sigint;                   /* graceful stop */
     ev_signal sighup;                   /* reload request */
@@ -195,9 +198,18 @@ main(int argc, char **argv)
         config_free(cfg);
         return EXIT_RUNTIME;
     }
-    st.rt = runtime_create(st.loop, cfg, err, sizeof(err));
+    resolver_library_init();
+    st.dns = dns_create(st.loop, cfg, err, sizeof(err));
+    if (st.dns == NULL) {
+        log_error("%s", err);
+        config_free(cfg);
+        log_access_close();
+        return EXIT_RUNTIME;
+    }
+    st.rt = runtime_create(st.loop, cfg, st.dns, err, sizeof(err));
     if (st.rt == NULL) {
         log_error("%s", err);
+        dns_destroy(st.dns);
         config_free(cfg);
         log_access_close();
         return EXIT_RUNTIME;
@@ -220,6 +232,7 @@ main(int argc, char **argv)
     ev_signal_stop(st.loop, &st.sigint);
     ev_signal_stop(st.loop, &st.sighup);
     runtime_destroy(st.rt);
+    dns_destroy(st.dns);
     config_free(cfg);
     buf_drain_free_list();
     log_access_close();

@@ -28,6 +28,7 @@
     ((struct conn_side *)((char *)(w) - offsetof(struct conn_side, field)))
 
 static void proxy_tcp_connect_next(struct conn *c);
+static void conn_arm_timer(struct conn *c, double after);
 
 /* Gives up on the member being connected to and tries the next one. */
 static void
@@ -165,6 +166,15 @@ conn_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
     double now = ev_now(loop), next;
 
     (void)revents;
+    if (c->state == CONN_RESOLVING) {
+        if (now >= c->connect_started + c->be->cfg.timeout_connect) {
+            dns_cache_cancel(&c->dnswait);
+            conn_close(c, "no member up");
+            return;
+        }
+        proxy_tcp_connect_next(c);
+        return;
+    }
     if (c->state == CONN_CONNECTING) {
         double at = c->connect_started + c->be->cfg.timeout_connect;
         if (now >= at) {
@@ -333,6 +343,45 @@ connect_cb(struct ev_loop *loop, ev_io *w, int revents)
     conn_tunnel(c);
 }
 
+static void
+dns_woken(struct dns_cache_waiter *w, enum dns_cache_wake why,
+          const struct dns_cache_entry *e)
+{
+    struct conn *c = w->arg;
+
+    (void)why;
+    (void)e;
+    /* Pools were updated before waiters woke: just pick again. */
+    if (c->state == CONN_RESOLVING)
+        proxy_tcp_connect_next(c);
+}
+
+/*
+ * The pool has no member to give: wait (bounded by timeout_connect) when a
+ * name has a resolution in flight, or when new members still wait for
+ * their first check. Returns true when the conn now waits.
+ */
+static bool
+proxy_tcp_wait_pool(struct conn *c)
+{
+    struct ev_loop *loop = c->rt->loop;
+    bool dns = backend_dns_lookup(c->be, &c->dnswait);
+
+    if (!dns && !backend_first_checks_pending(c->be))
+        return false;
+    if (c->state != CONN_RESOLVING) {
+        conn_set_state(c, CONN_RESOLVING);
+        c->connect_started = ev_now(loop);
+    }
+    if (ev_now(loop) >= c->connect_started + c->be->cfg.timeout_connect)
+        return false;
+    /* Woken by DNS, or polled while first checks are pending. */
+    conn_arm_timer(c, dns ? c->connect_started + c->be->cfg.timeout_connect -
+                                ev_now(loop)
+                          : 0.02);
+    return true;
+}
+
 /* Picks the next member not yet tried and starts a non-blocking connect. */
 static void
 proxy_tcp_connect_next(struct conn *c)
@@ -359,10 +408,14 @@ proxy_tcp_connect_next(struct conn *c)
         }
     }
     m = balance_pick(c->be->pool.balance, &ctx);
+    if (m == NULL && c->attempts == 0 && proxy_tcp_wait_pool(c))
+        return;
     if (m == NULL) {
         conn_close(c, c->attempts == 0 ? "no member up" : "retries exhausted");
         return;
     }
+    dns_cache_cancel(&c->dnswait);
+    backend_dns_lookup(c->be, NULL);
     c->member = m;
     c->attempts++;
     conn_set_state(c, CONN_CONNECTING);
@@ -419,6 +472,7 @@ proxy_tcp_accept(struct frontend *fe, int fd, const struct sockaddr *peer,
     c->client.rio.data = c;
     c->client.wio.data = c;
     ev_init(&c->timer, conn_timer_cb);
+    dns_cache_waiter_init(&c->dnswait, dns_woken, c);
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 
     c->next = rt->conns;

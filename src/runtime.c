@@ -9,6 +9,7 @@
 
 #include "balance.h"
 #include "conn.h"
+#include "dns.h"
 #include "health.h"
 #include "listener.h"
 #include "log.h"
@@ -113,6 +114,11 @@ backend_unref(struct backend *be)
 {
     if (--be->refs > 0)
         return;
+    for (size_t i = 0; i < be->nnames; i++) {
+        dns_cache_unlisten(&be->names[i].lis);
+        dns_cache_cancel(&be->names[i].startw);
+    }
+    free(be->names);
     health_destroy(be->health);
     balance_destroy(be->pool.balance);
     pool_deinit(&be->pool);
@@ -135,6 +141,145 @@ backend_health_change(void *arg, struct member *m, bool up,
 
 static void runtime_phase_check(struct runtime *rt);
 
+/* Members of a server line follow the union of its names' usable answers
+ * (one entry per family). */
+static void
+backend_sync_server(struct backend *be, size_t server)
+{
+    const struct config_server *s = &be->cfg.servers[server];
+    struct sockaddr_storage *addrs = NULL;
+    size_t n = 0, cap = 0, before = be->pool.n;
+    int changes;
+
+    for (size_t i = 0; i < be->nnames; i++) {
+        struct dns_cache_entry *e = be->names[i].entry;
+        struct sockaddr_storage *grown;
+        if (be->names[i].server != server || e->state != DNS_CACHE_RESOLVED)
+            continue;
+        if (n + e->naddrs > cap) {
+            cap = n + e->naddrs;
+            grown = realloc(addrs, cap * sizeof(*addrs));
+            if (grown == NULL) {
+                free(addrs);
+                log_error("backend %s: out of memory applying DNS answer "
+                          "for %s",
+                          be->name, s->host);
+                return;
+            }
+            addrs = grown;
+        }
+        memcpy(addrs + n, e->addrs, e->naddrs * sizeof(*addrs));
+        n += e->naddrs;
+    }
+    changes = pool_apply_answer(&be->pool, server, s->spec, addrs, n, s->port,
+                                s->weight, s->backup);
+    free(addrs);
+    if (changes < 0) {
+        log_error("backend %s: out of memory applying DNS answer for %s",
+                  be->name, s->host);
+        return;
+    }
+    if (changes == 0)
+        return;
+    /* New members are checked at once and get traffic after a pass. */
+    for (size_t i = 0; i < be->pool.n; i++) {
+        struct member *m = be->pool.members[i];
+        if (m->health == NULL &&
+            health_member_attach(be->health, m, s->host,
+                                 ev_now(be->rt->loop)) != 0)
+            log_error("backend %s: out of memory attaching health checks",
+                      be->name);
+    }
+    balance_rebuild(be->pool.balance);
+    log_info("backend %s: server %s now has %zu addresses (pool %zu -> %zu "
+             "members)",
+             be->name, s->spec, n, before, be->pool.n);
+}
+
+static void
+backend_name_event(struct dns_cache_listener *l, enum dns_cache_event ev,
+                   const struct dns_cache_entry *e)
+{
+    struct backend_name *bn = l->arg;
+
+    if (ev == DNS_CACHE_EV_REFRESHED)
+        return;
+    if (ev == DNS_CACHE_EV_EXPIRED)
+        log_warn("backend %s: no usable answer for %s any more (last "
+                 "error: %s); its members are removed",
+                 bn->be->name, e->name,
+                 e->last_error ? e->last_error : "none");
+    backend_sync_server(bn->be, bn->server);
+}
+
+static int
+backend_add_names(struct backend *be, const struct config *cfg)
+{
+    struct dns_cache *cache = dns_cache_of(be->dns);
+    int fams[2];
+    size_t nf = dns_families(cfg, fams), n = 0;
+
+    for (size_t i = 0; i < be->cfg.nservers; i++)
+        if (!be->cfg.servers[i].is_literal)
+            n += nf;
+    if (n == 0)
+        return 0;
+    be->names = calloc(n, sizeof(*be->names));
+    if (be->names == NULL)
+        return -1;
+    for (size_t i = 0; i < be->cfg.nservers; i++) {
+        const struct config_server *s = &be->cfg.servers[i];
+        if (s->is_literal)
+            continue;
+        for (size_t f = 0; f < nf; f++) {
+            struct backend_name *bn = &be->names[be->nnames];
+            bn->be = be;
+            bn->server = i;
+            bn->entry = dns_cache_get(cache, s->host, fams[f]);
+            if (bn->entry == NULL)
+                return -1;
+            dns_cache_waiter_init(&bn->startw, NULL, bn);
+            be->nnames++;
+            dns_cache_listen(cache, bn->entry, &bn->lis, backend_name_event,
+                             bn);
+        }
+    }
+    return 0;
+}
+
+bool
+backend_first_checks_pending(const struct backend *be)
+{
+    for (size_t i = 0; i < be->pool.n; i++) {
+        const struct member *m = be->pool.members[i];
+        if (m->health != NULL && !health_member_counters(m)->has_checked)
+            return true;
+    }
+    return false;
+}
+
+bool
+backend_dns_lookup(struct backend *be, struct dns_cache_waiter *w)
+{
+    struct dns_cache *cache;
+    double now;
+
+    if (be->nnames == 0)
+        return false;
+    cache = dns_cache_of(be->dns);
+    now = dns_now();
+    for (size_t i = 0; i < be->nnames; i++) {
+        struct dns_cache_entry *e = be->names[i].entry;
+        enum dns_cache_result r;
+        if (w != NULL && e->state == DNS_CACHE_RESOLVED)
+            continue;
+        r = dns_cache_lookup_entry(cache, e, now, w);
+        if (w != NULL && (r == DNS_CACHE_MISS || r == DNS_CACHE_COALESCED))
+            return true;
+    }
+    return false;
+}
+
 static void
 backend_first_round(void *arg)
 {
@@ -145,8 +290,8 @@ backend_first_round(void *arg)
 }
 
 static struct backend *
-backend_create(struct runtime *rt, const struct config_backend *cb,
-               char *err, size_t errlen)
+backend_create(struct runtime *rt, const struct config *cfg,
+               const struct config_backend *cb, char *err, size_t errlen)
 {
     struct backend *be = calloc(1, sizeof(*be));
     struct health_params hp;
@@ -167,6 +312,7 @@ backend_create(struct runtime *rt, const struct config_backend *cb,
     memcpy(be->cfg.servers, cb->servers, cb->nservers * sizeof(*cb->servers));
     be->refs = 1;
     be->rt = rt;
+    be->dns = rt->dns;
     pool_init(&be->pool, be->name, cb->slow_start);
     health_params_from_config(&hp, cb);
     be->health = health_create(rt->loop, &hp, &hooks);
@@ -200,6 +346,12 @@ backend_create(struct runtime *rt, const struct config_backend *cb,
             return NULL;
         }
     }
+    if (backend_add_names(be, cfg) != 0) {
+        snprintf(err, errlen, "backend %s: cannot set up DNS names",
+                 be->name);
+        backend_unref(be);
+        return NULL;
+    }
     balance_rebuild(be->pool.balance);
     return be;
 oom:
@@ -214,8 +366,8 @@ oom:
 }
 
 struct runtime *
-runtime_create(struct ev_loop *loop, struct config *cfg, char *err,
-               size_t errlen)
+runtime_create(struct ev_loop *loop, struct config *cfg, struct dns *dns,
+               char *err, size_t errlen)
 {
     struct runtime *rt = calloc(1, sizeof(*rt));
 
@@ -223,6 +375,8 @@ runtime_create(struct ev_loop *loop, struct config *cfg, char *err,
         goto oom;
     rt->loop = loop;
     rt->cfg = cfg;
+    rt->dns = dns;
+    ev_timer_init(&rt->ready_timer, NULL, 0, 0);
     ev_check_init(&rt->reaper, runtime_reaper_cb);
     ev_check_start(loop, &rt->reaper);
     ev_timer_init(&rt->accept_retry, runtime_accept_retry_cb, 0, 0);
@@ -232,7 +386,7 @@ runtime_create(struct ev_loop *loop, struct config *cfg, char *err,
     if (rt->backends == NULL || rt->frontends == NULL)
         goto oom;
     for (size_t i = 0; i < cfg->nbackends; i++) {
-        struct backend *be = backend_create(rt, &cfg->backends[i], err,
+        struct backend *be = backend_create(rt, cfg, &cfg->backends[i], err,
                                             errlen);
         if (be == NULL)
             goto err;
@@ -272,9 +426,59 @@ err:
 
 enum {
     RUNTIME_PHASE_NONE,                 /* not preparing */
+    RUNTIME_PHASE_DNS,                  /* first resolution of every name */
     RUNTIME_PHASE_HEALTH,               /* first round of health checks */
     RUNTIME_PHASE_READY,                /* ready_cb called */
 };
+
+static void runtime_ready_timeout_cb(struct ev_loop *loop, ev_timer *w,
+                                     int revents);
+static void runtime_start_health_phase(struct runtime *rt);
+
+static void
+runtime_dns_phase_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    struct runtime *rt = w->data;
+
+    (void)loop;
+    (void)revents;
+    if (rt->ready_phase != RUNTIME_PHASE_DNS)
+        return;
+    for (size_t i = 0; i < rt->nbackends; i++) {
+        struct backend *be = rt->backends[i];
+        for (size_t j = 0; j < be->nnames; j++) {
+            struct backend_name *bn = &be->names[j];
+            if (!dns_cache_waiter_parked(&bn->startw))
+                continue;
+            dns_cache_cancel(&bn->startw);
+            log_warn("backend %s: %s not resolved within startup_timeout; "
+                     "retrying in the background",
+                     be->name, bn->entry->name);
+        }
+    }
+    runtime_start_health_phase(rt);
+}
+
+static void
+runtime_start_woken(struct dns_cache_waiter *w, enum dns_cache_wake why,
+                    const struct dns_cache_entry *e)
+{
+    struct backend_name *bn = w->arg;
+    struct runtime *rt = bn->be->rt;
+
+    if (why == DNS_CACHE_WAKE_NEGATIVE)
+        log_warn("backend %s: %s did not resolve (%s); retrying in the "
+                 "background",
+                 bn->be->name, e->name,
+                 e->last_error ? e->last_error : "error");
+    if (rt == NULL || rt->ready_phase != RUNTIME_PHASE_DNS ||
+        --rt->dns_pending > 0)
+        return;
+    /* Pools were fed before waiters woke (same pass): go on at once. */
+    ev_timer_stop(rt->loop, &rt->ready_timer);
+    ev_timer_set(&rt->ready_timer, 0, 0);
+    ev_timer_start(rt->loop, &rt->ready_timer);
+}
 
 static void
 runtime_ready(struct runtime *rt)
@@ -311,12 +515,12 @@ runtime_ready_timeout_cb(struct ev_loop *loop, ev_timer *w, int revents)
     }
 }
 
-void
-runtime_prepare(struct runtime *rt, void (*ready_cb)(struct runtime *))
+static void
+runtime_start_health_phase(struct runtime *rt)
 {
     double longest = 0;
 
-    rt->ready_cb = ready_cb;
+    ev_timer_stop(rt->loop, &rt->ready_timer);
     rt->ready_phase = RUNTIME_PHASE_HEALTH;
     for (size_t i = 0; i < rt->nbackends; i++)
         if (rt->backends[i]->cfg.health_timeout > longest)
@@ -327,6 +531,38 @@ runtime_prepare(struct runtime *rt, void (*ready_cb)(struct runtime *))
     rt->ready_timer.data = rt;
     ev_timer_start(rt->loop, &rt->ready_timer);
     runtime_phase_check(rt);
+}
+
+void
+runtime_prepare(struct runtime *rt, void (*ready_cb)(struct runtime *))
+{
+    struct dns_cache *cache;
+    double now;
+
+    rt->ready_cb = ready_cb;
+    rt->ready_phase = RUNTIME_PHASE_DNS;
+    rt->dns_pending = 0;
+    if (rt->dns == NULL) {
+        runtime_start_health_phase(rt);
+        return;
+    }
+    cache = dns_cache_of(rt->dns);
+    now = dns_now();
+    for (size_t i = 0; i < rt->nbackends; i++) {
+        struct backend *be = rt->backends[i];
+        for (size_t j = 0; j < be->nnames; j++) {
+            struct backend_name *bn = &be->names[j];
+            enum dns_cache_result r;
+            dns_cache_waiter_init(&bn->startw, runtime_start_woken, bn);
+            r = dns_cache_lookup_entry(cache, bn->entry, now, &bn->startw);
+            if (r == DNS_CACHE_MISS || r == DNS_CACHE_COALESCED)
+                rt->dns_pending++;
+        }
+    }
+    ev_timer_init(&rt->ready_timer, runtime_dns_phase_cb,
+                  rt->dns_pending ? rt->cfg->startup_timeout : 0, 0);
+    rt->ready_timer.data = rt;
+    ev_timer_start(rt->loop, &rt->ready_timer);
 }
 
 void

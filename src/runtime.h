@@ -17,17 +17,31 @@
 
 #include "config.h"
 #include "balance.h"
+#include "dns_cache.h"
 #include "pool.h"
 
 struct listener;
 struct conn;
 struct health_checker;
+struct dns;
+
+/* A DNS name of a server line, for one address family. */
+struct backend_name {
+    struct backend *be;                 /* owner */
+    size_t server;                      /* server line index */
+    struct dns_cache_entry *entry;      /* the cache entry (pinned) */
+    struct dns_cache_listener lis;      /* answers -> pool */
+    struct dns_cache_waiter startw;     /* start-up resolution */
+};
 
 struct backend {
     char name[CONFIG_NAME_MAX + 1];     /* section name (label) */
     struct config_backend cfg;          /* settings; servers owned here */
     struct pool pool;                   /* members */
     struct health_checker *health;      /* active and passive checks */
+    struct dns *dns;                    /* where names are resolved */
+    struct backend_name *names;         /* server lines with DNS names */
+    size_t nnames;                      /* entries in names */
     unsigned refs;                      /* runtime + connections */
     struct runtime *rt;                 /* owner (NULL once dropped) */
 };
@@ -61,6 +75,8 @@ struct runtime {
     ev_timer accept_retry;              /* resumes accepting after EMFILE */
     bool accept_paused;                 /* listeners stopped */
     bool stopping;                      /* graceful stop in progress */
+    struct dns *dns;                    /* shared DNS plane */
+    size_t dns_pending;                 /* names unresolved at start-up */
     void (*ready_cb)(struct runtime *rt); /* runtime_prepare's callback */
     ev_timer ready_timer;               /* bounds the start-up phases */
     int ready_phase;                    /* RUNTIME_PHASE_* */
@@ -71,10 +87,12 @@ struct runtime {
  * (not yet accepting). On failure returns NULL with a message in err.
  */
 struct runtime *runtime_create(struct ev_loop *loop, struct config *cfg,
-                               char *err, size_t errlen);
+                               struct dns *dns, char *err, size_t errlen);
 /*
- * Start-up before accepting (SPEC): waits for the first round of health
- * checks (bounded by the longest health_timeout), then calls ready_cb.
+ * Start-up before accepting (SPEC): resolves every backend name (bounded by
+ * resolver.startup_timeout; a name still unresolved keeps retrying in the
+ * background), then waits for the first round of health checks (bounded by
+ * the longest health_timeout), then calls ready_cb.
  */
 void runtime_prepare(struct runtime *rt, void (*ready_cb)(struct runtime *));
 /* Starts accepting on every listener. */
@@ -99,5 +117,15 @@ void backend_unref(struct backend *be);
  */
 void backend_release(struct backend *be, struct member *m,
                      enum balance_outcome outcome, double now);
+/*
+ * Counts a lookup of each of the backend's names (ferry_dns_lookups_total;
+ * an expired answer starts its refresh). With w non-NULL, after a pick
+ * found no member: parks w on the first name that has no usable answer and
+ * a resolution in flight, and returns true; false when there is nothing to
+ * wait for.
+ */
+bool backend_dns_lookup(struct backend *be, struct dns_cache_waiter *w);
+/* True while a member of the pool waits for its first health check. */
+bool backend_first_checks_pending(const struct backend *be);
 
 #endif

@@ -1,0 +1,364 @@
+/*
+ * dns: resolver + cache on the loop (see dns.h).
+ */
+#include "dns.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "log.h"
+#include "resolver.h"
+
+/* One query on its way: the resolver's callback argument. */
+struct dns_query {
+    struct dns *d;                      /* owner */
+    struct dns_cache_entry *e;          /* entry the answer is for */
+};
+
+struct dns {
+    struct ev_loop *loop;               /* the loop everything runs on */
+    struct resolver *res;               /* c-ares channel(s) */
+    struct dns_cache *cache;            /* entries, waiters, listeners */
+    ev_idle pending;                    /* runs dns_cache_run_pending */
+    ev_timer tick;                      /* fires at the next deadline */
+    ev_prepare rearm;                   /* re-aims tick before each poll */
+    double tick_at;                     /* deadline tick is armed for */
+    struct sockaddr_storage *scratch;   /* answer conversion buffer */
+    size_t scratch_cap;                 /* slots in scratch */
+    uint64_t rng;                       /* xorshift state for jitter */
+    struct dns_name_stats *names;       /* upstream query stats by name */
+    size_t nnames;                      /* entries in names */
+    dns_query_hook on_query;            /* stats hook, may be NULL */
+    void *on_query_arg;                 /* its argument */
+};
+
+void
+dns_set_query_hook(struct dns *d, dns_query_hook fn, void *arg)
+{
+    d->on_query = fn;
+    d->on_query_arg = arg;
+}
+
+double
+dns_now(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+size_t
+dns_families(const struct config *cfg, int out[2])
+{
+    switch (cfg->family) {
+    case FAMILY_IPV6:
+        out[0] = 6;
+        return 1;
+    case FAMILY_ANY:
+        out[0] = 4;
+        out[1] = 6;
+        return 2;
+    default:
+        out[0] = 4;
+        return 1;
+    }
+}
+
+struct dns_cache *
+dns_cache_of(struct dns *d)
+{
+    return d->cache;
+}
+
+static enum dns_cache_status
+dns_map_status(enum resolver_status s)
+{
+    switch (s) {
+    case RESOLVER_OK:
+    case RESOLVER_EMPTY:
+        /* An empty answer is a successful query that the cache treats as
+         * a failure (no address to use). */
+        return DNS_CACHE_Q_OK;
+    case RESOLVER_NXDOMAIN:
+        return DNS_CACHE_Q_NXDOMAIN;
+    case RESOLVER_SERVFAIL:
+        return DNS_CACHE_Q_SERVFAIL;
+    case RESOLVER_TIMEOUT:
+        return DNS_CACHE_Q_TIMEOUT;
+    default:
+        return DNS_CACHE_Q_ERROR;
+    }
+}
+
+struct dns_name_stats *
+dns_name_stats_get(struct dns *d, const char *name)
+{
+    struct dns_name_stats *grown;
+
+    for (size_t i = 0; i < d->nnames; i++)
+        if (strcmp(d->names[i].name, name) == 0)
+            return &d->names[i];
+    grown = realloc(d->names, (d->nnames + 1) * sizeof(*grown));
+    if (grown == NULL)
+        return NULL;
+    d->names = grown;
+    memset(&d->names[d->nnames], 0, sizeof(d->names[0]));
+    snprintf(d->names[d->nnames].name, sizeof(d->names[0].name), "%s", name);
+    return &d->names[d->nnames++];
+}
+
+const struct dns_name_stats *
+dns_name_stats_all(const struct dns *d, size_t *n)
+{
+    *n = d->nnames;
+    return d->names;
+}
+
+static void
+dns_count_query(struct dns *d, const struct resolver_result *r,
+                enum dns_cache_status st)
+{
+    struct dns_name_stats *ns;
+
+    /* SPEC: ferry_dns_queries_total counts queries sent upstream only
+     * (not IP literals or hosts-file answers). */
+    if (!r->sent || (ns = dns_name_stats_get(d, r->name)) == NULL)
+        return;
+    ns->upstream[st]++;
+    ns->seconds_sum += r->duration;
+    ns->seconds_count++;
+    if (d->on_query != NULL)
+        d->on_query(d->on_query_arg, ns, r->duration);
+}
+
+static void
+dns_resolved(void *arg, const struct resolver_result *r)
+{
+    struct dns_query *q = arg;
+    struct dns *d = q->d;
+    struct dns_cache_entry *e = q->e;
+    enum dns_cache_status st = dns_map_status(r->status);
+    size_t n = 0;
+
+    free(q);
+    dns_count_query(d, r, st);
+
+    if (r->naddrs > d->scratch_cap) {
+        struct sockaddr_storage *s =
+            realloc(d->scratch, r->naddrs * sizeof(*s));
+        if (s != NULL) {
+            d->scratch = s;
+            d->scratch_cap = r->naddrs;
+        }
+    }
+    for (size_t i = 0; i < r->naddrs && i < d->scratch_cap; i++) {
+        memset(&d->scratch[n], 0, sizeof(d->scratch[n]));
+        resolver_addr_to_sockaddr(&r->addrs[i], 0, &d->scratch[n]);
+        n++;
+    }
+    if (r->status != RESOLVER_OK)
+        log_debug("dns: %s (%s): %s", r->name,
+                  r->family == AF_INET6 ? "AAAA" : "A",
+                  resolver_status_name(r->status));
+    dns_cache_complete(d->cache, e, st, d->scratch, n, (long)r->ttl,
+                       dns_now());
+}
+
+static void
+dns_start_query(void *ctx, const char *name, int family,
+                struct dns_cache_entry *e)
+{
+    struct dns *d = ctx;
+    struct dns_query *q = malloc(sizeof(*q));
+
+    if (q != NULL) {
+        q->d = d;
+        q->e = e;
+        if (resolver_resolve(d->res, name, family == 6 ? AF_INET6 : AF_INET,
+                             dns_resolved, q) != NULL)
+            return;
+        free(q);
+    }
+    /* Invalid name or ENOMEM: the cache still needs its one completion. */
+    dns_cache_complete(d->cache, e, DNS_CACHE_Q_ERROR, NULL, 0, 0, dns_now());
+}
+
+static void
+dns_wake_pending(void *ctx)
+{
+    struct dns *d = ctx;
+
+    ev_idle_start(d->loop, &d->pending);
+}
+
+static double
+dns_random(void *ctx)
+{
+    struct dns *d = ctx;
+
+    /* xorshift64*: jitter needs spread, not cryptographic strength. */
+    d->rng ^= d->rng >> 12;
+    d->rng ^= d->rng << 25;
+    d->rng ^= d->rng >> 27;
+    return (double)((d->rng * 2685821657736338717ULL) >> 11) / 9007199254740992.0;
+}
+
+static void
+dns_pending_cb(struct ev_loop *loop, ev_idle *w, int revents)
+{
+    struct dns *d = w->data;
+
+    (void)revents;
+    if (!dns_cache_run_pending(d->cache, dns_now()))
+        ev_idle_stop(loop, w);
+}
+
+static void
+dns_tick_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    struct dns *d = w->data;
+
+    (void)loop;
+    (void)revents;
+    d->tick_at = INFINITY;
+    dns_cache_tick(d->cache, dns_now());
+}
+
+/* Before every poll: aim the tick timer at the cache's next deadline. */
+static void
+dns_rearm_cb(struct ev_loop *loop, ev_prepare *w, int revents)
+{
+    struct dns *d = w->data;
+    double now = dns_now();
+    double at = dns_cache_next_deadline(d->cache, now);
+
+    (void)revents;
+    if (at == d->tick_at)
+        return;
+    ev_timer_stop(loop, &d->tick);
+    d->tick_at = at;
+    if (isinf(at))
+        return;
+    ev_timer_set(&d->tick, at > now ? at - now : 0, 0);
+    ev_timer_start(loop, &d->tick);
+}
+
+static void
+dns_cache_config_from(struct dns_cache_config *dc, const struct config *cfg)
+{
+    dc->min_ttl = cfg->min_ttl;
+    dc->max_ttl = cfg->max_ttl;
+    dc->negative_ttl = cfg->negative_ttl;
+    dc->stale_ttl = cfg->stale_ttl;
+    dc->jitter = cfg->jitter;
+    dc->prefetch = cfg->prefetch;
+}
+
+static void
+dns_options_from(struct resolver_options *o, struct sockaddr_storage *ns,
+                 const struct config *cfg)
+{
+    for (size_t i = 0; i < cfg->nnameservers; i++)
+        ns[i] = cfg->nameservers[i].addr.ss;
+    o->nameservers = ns;
+    o->nnameservers = cfg->nnameservers;
+    o->hosts_file = cfg->hosts_file;
+    o->timeout = cfg->resolver_timeout;
+    o->attempts = cfg->resolver_attempts;
+}
+
+struct dns *
+dns_create(struct ev_loop *loop, const struct config *cfg, char *err,
+           size_t errlen)
+{
+    struct dns_cache_ops ops = {
+        .start_query = dns_start_query,
+        .wake_pending = dns_wake_pending,
+        .random = dns_random,
+    };
+    struct dns_cache_config dc;
+    struct resolver_options ro;
+    struct sockaddr_storage *ns = NULL;
+    struct dns *d;
+
+    d = calloc(1, sizeof(*d));
+    if (d == NULL)
+        goto oom;
+    d->loop = loop;
+    d->rng = ((uint64_t)time(NULL) << 20) ^ (uint64_t)(uintptr_t)d ^
+             0x9e3779b97f4a7c15ULL;
+    d->tick_at = INFINITY;
+    ev_idle_init(&d->pending, dns_pending_cb);
+    ev_timer_init(&d->tick, dns_tick_cb, 0, 0);
+    ev_prepare_init(&d->rearm, dns_rearm_cb);
+    d->pending.data = d->tick.data = d->rearm.data = d;
+
+    ns = calloc(cfg->nnameservers + 1, sizeof(*ns));
+    if (ns == NULL)
+        goto oom;
+    dns_options_from(&ro, ns, cfg);
+    d->res = resolver_init(loop, &ro);
+    free(ns);
+    if (d->res == NULL) {
+        snprintf(err, errlen, "cannot set up the DNS resolver (see above)");
+        free(d);
+        return NULL;
+    }
+    dns_cache_config_from(&dc, cfg);
+    d->cache = dns_cache_create(&dc, &ops, d);
+    if (d->cache == NULL) {
+        resolver_destroy(d->res);
+        goto oom;
+    }
+    ev_prepare_start(loop, &d->rearm);
+    return d;
+oom:
+    snprintf(err, errlen, "out of memory");
+    free(d);
+    return NULL;
+}
+
+int
+dns_reconfigure(struct dns *d, const struct config *cfg, char *err,
+                size_t errlen)
+{
+    struct sockaddr_storage *ns = calloc(cfg->nnameservers + 1, sizeof(*ns));
+    struct dns_cache_config dc;
+    struct resolver_options ro;
+    int rc;
+
+    if (ns == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    dns_options_from(&ro, ns, cfg);
+    rc = resolver_reconfigure(d->res, &ro);
+    free(ns);
+    if (rc != 0) {
+        snprintf(err, errlen, "cannot apply the [resolver] settings");
+        return -1;
+    }
+    dns_cache_config_from(&dc, cfg);
+    dns_cache_set_config(d->cache, &dc);
+    return 0;
+}
+
+void
+dns_destroy(struct dns *d)
+{
+    if (d == NULL)
+        return;
+    ev_idle_stop(d->loop, &d->pending);
+    ev_timer_stop(d->loop, &d->tick);
+    ev_prepare_stop(d->loop, &d->rearm);
+    /* The resolver first: its pending requests point at cache entries. */
+    resolver_destroy(d->res);
+    dns_cache_destroy(d->cache);
+    free(d->scratch);
+    free(d->names);
+    free(d);
+}
