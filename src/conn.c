@@ -34,19 +34,11 @@ conn_set_state(struct conn *c, enum conn_state s)
     c->state = s;
 }
 
-static bool
-conn_ended_badly(const char *why)
-{
-    /* Only a clean two-way end ("done") or a stop keeps a graceful FIN. */
-    return why[0] != 'd' && why[0] != 's';
-}
-
-void
-conn_close(struct conn *c, const char *why)
+static void
+conn_end(struct conn *c, const char *why, bool reset)
 {
     struct runtime *rt = c->rt;
     struct ev_loop *loop = rt->loop;
-    bool reset = conn_ended_badly(why);
 
     if (c->state == CONN_CLOSED)
         return;
@@ -56,7 +48,7 @@ conn_close(struct conn *c, const char *why)
     conn_side_close(loop, &c->server, reset);
     /* A connect that failed was released with its outcome already. */
     if (c->member != NULL)
-        balance_release(c->be->pool.balance, c->member, BALANCE_OK);
+        backend_release(c->be, c->member, BALANCE_OK, ev_now(loop));
     if (log_access_enabled()) {
         double now = ev_now(loop);
         log_access("tcp frontend=%s client=%s member=%s bytes_in=%llu "
@@ -82,6 +74,18 @@ conn_close(struct conn *c, const char *why)
     c->next = rt->closed;
     rt->closed = c;
     runtime_conn_closed(rt);
+}
+
+void
+conn_close(struct conn *c, const char *why)
+{
+    conn_end(c, why, false);
+}
+
+void
+conn_abort(struct conn *c, const char *why)
+{
+    conn_end(c, why, true);
 }
 
 void

@@ -64,8 +64,10 @@ struct conn {
     struct conn *prev, *next;           /* runtime's list of open conns */
 };
 
-/* Closes both sockets, releases the member, and queues the memory. */
+/* Closes both sockets (FIN), releases the member, and queues the memory. */
 void conn_close(struct conn *c, const char *why);
+/* The same, but resets both sockets (RST): one side aborted or failed. */
+void conn_abort(struct conn *c, const char *why);
 void conn_set_state(struct conn *c, enum conn_state s);
 /* Frees every conn queued by conn_close (runtime's ev_check pass). */
 void conn_reap(struct runtime *rt);

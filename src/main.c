@@ -109,6 +109,13 @@ stop_cb(struct ev_loop *loop, ev_signal *w, int revents)
 }
 
 static void
+ready_cb(struct runtime *rt)
+{
+    runtime_start(rt);
+    log_info("ferry %s started (config %s)", PACKAGE_VERSION, rt->cfg->path);
+}
+
+static void
 hup_cb(struct ev_loop *loop, ev_signal *w, int revents)
 {
     (void)loop;
@@ -204,8 +211,8 @@ main(int argc, char **argv)
     ev_signal_start(st.loop, &st.sigint);
     ev_signal_start(st.loop, &st.sighup);
 
-    runtime_start(st.rt);
-    log_info("ferry %s started (config %s)", PACKAGE_VERSION, path);
+    /* Listeners accept once the first health checks have answered. */
+    runtime_prepare(st.rt, ready_cb);
     ev_run(st.loop, 0);
 
     ev_timer_stop(st.loop, &st.drain);

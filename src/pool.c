@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "balance.h"
+#include "health.h"
 
 void
 addr_format(const struct sockaddr *sa, char *buf, size_t len)
@@ -127,6 +128,8 @@ pool_remove_member(struct pool *p, struct member *m)
 {
     size_t i = m->index;
 
+    if (m->health != NULL)
+        health_member_detach(m);
     /* Swap-remove keeps the array dense; the balancer is rebuilt after. */
     p->members[i] = p->members[p->n - 1];
     p->members[i]->index = i;

@@ -35,7 +35,7 @@ connect_abandon(struct conn *c, enum balance_outcome why)
 {
     c->member->stats.connect_errors++;
     balance_tried_add(&c->tried, c->member);
-    balance_release(c->be->pool.balance, c->member, why);
+    backend_release(c->be, c->member, why, ev_now(c->rt->loop));
     c->member = NULL;
     ev_io_stop(c->rt->loop, &c->server.wio);
     if (c->server.fd >= 0)
@@ -97,7 +97,7 @@ flush(struct conn *c, struct conn_side *from)
                 ev_io_start(c->rt->loop, &to->wio);
                 return 1;
             }
-            conn_close(c, to == &c->client ? "client write error"
+            conn_abort(c, to == &c->client ? "client write error"
                                             : "server write error");
             return -1;
         }
@@ -131,7 +131,7 @@ side_read_cb(struct ev_loop *loop, ev_io *w, int revents)
     if (n < 0) {
         if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
             return;
-        conn_close(c, s == &c->client ? "client reset" : "server reset");
+        conn_abort(c, s == &c->client ? "client reset" : "server reset");
         return;
     }
     touch(c, s);
@@ -371,7 +371,7 @@ proxy_tcp_connect_next(struct conn *c)
                 0);
     if (fd < 0) {
         int err = errno;
-        balance_release(c->be->pool.balance, m, BALANCE_ABORTED);
+        backend_release(c->be, m, BALANCE_ABORTED, ev_now(loop));
         c->member = NULL;
         log_warn("backend %s: socket: %s", c->be->name, strerror(err));
         conn_close(c, "out of sockets");

@@ -9,6 +9,7 @@
 
 #include "balance.h"
 #include "conn.h"
+#include "health.h"
 #include "listener.h"
 #include "log.h"
 
@@ -96,20 +97,64 @@ backend_ref(struct backend *be)
 }
 
 void
+backend_release(struct backend *be, struct member *m,
+                enum balance_outcome outcome, double now)
+{
+    /* The passive window may take the member out, which rebuilds the
+     * balancer: keep m alive across both steps. */
+    member_ref(m);
+    balance_release(be->pool.balance, m, outcome);
+    health_passive_outcome(m, outcome, now);
+    member_unref(m);
+}
+
+void
 backend_unref(struct backend *be)
 {
     if (--be->refs > 0)
         return;
+    health_destroy(be->health);
     balance_destroy(be->pool.balance);
     pool_deinit(&be->pool);
     free(be->cfg.servers);
     free(be);
 }
 
+static void
+backend_health_change(void *arg, struct member *m, bool up,
+                      const char *reason)
+{
+    struct backend *be = arg;
+
+    (void)m;
+    (void)up;
+    (void)reason;
+    /* health.c logged the transition; the picker must see it now. */
+    balance_rebuild(be->pool.balance);
+}
+
+static void runtime_phase_check(struct runtime *rt);
+
+static void
+backend_first_round(void *arg)
+{
+    struct backend *be = arg;
+
+    if (be->rt != NULL)
+        runtime_phase_check(be->rt);
+}
+
 static struct backend *
-backend_create(const struct config_backend *cb, char *err, size_t errlen)
+backend_create(struct runtime *rt, const struct config_backend *cb,
+               char *err, size_t errlen)
 {
     struct backend *be = calloc(1, sizeof(*be));
+    struct health_params hp;
+    struct health_hooks hooks = {
+        .change = backend_health_change,
+        .first_round = backend_first_round,
+        .arg = be,
+    };
 
     if (be == NULL)
         goto oom;
@@ -121,7 +166,12 @@ backend_create(const struct config_backend *cb, char *err, size_t errlen)
         goto oom;
     memcpy(be->cfg.servers, cb->servers, cb->nservers * sizeof(*cb->servers));
     be->refs = 1;
+    be->rt = rt;
     pool_init(&be->pool, be->name, cb->slow_start);
+    health_params_from_config(&hp, cb);
+    be->health = health_create(rt->loop, &hp, &hooks);
+    if (be->health == NULL)
+        goto oom;
     for (size_t i = 0; i < cb->nservers; i++) {
         const struct config_server *s = &cb->servers[i];
         struct member *m;
@@ -132,8 +182,8 @@ backend_create(const struct config_backend *cb, char *err, size_t errlen)
                             s->weight, s->backup);
         if (m == NULL)
             goto oom;
-        m->up = true;
     }
+    /* The balancer exists before the first check result can arrive. */
     be->pool.balance = balance_create(cb->balance, &be->pool);
     if (be->pool.balance == NULL) {
         snprintf(err, errlen, "backend %s: cannot set up balance %s",
@@ -141,10 +191,21 @@ backend_create(const struct config_backend *cb, char *err, size_t errlen)
         backend_unref(be);
         return NULL;
     }
+    for (size_t i = 0; i < be->pool.n; i++) {
+        struct member *m = be->pool.members[i];
+        if (health_member_attach(be->health, m, cb->servers[m->server].host,
+                                 ev_now(rt->loop)) != 0) {
+            snprintf(err, errlen, "out of memory");
+            backend_unref(be);
+            return NULL;
+        }
+    }
+    balance_rebuild(be->pool.balance);
     return be;
 oom:
     snprintf(err, errlen, "out of memory");
     if (be != NULL) {
+        health_destroy(be->health);
         pool_deinit(&be->pool);
         free(be->cfg.servers);
         free(be);
@@ -171,10 +232,10 @@ runtime_create(struct ev_loop *loop, struct config *cfg, char *err,
     if (rt->backends == NULL || rt->frontends == NULL)
         goto oom;
     for (size_t i = 0; i < cfg->nbackends; i++) {
-        struct backend *be = backend_create(&cfg->backends[i], err, errlen);
+        struct backend *be = backend_create(rt, &cfg->backends[i], err,
+                                            errlen);
         if (be == NULL)
             goto err;
-        be->rt = rt;
         rt->backends[rt->nbackends++] = be;
     }
     for (size_t i = 0; i < cfg->nfrontends; i++) {
@@ -207,6 +268,65 @@ oom:
 err:
     runtime_destroy(rt);
     return NULL;
+}
+
+enum {
+    RUNTIME_PHASE_NONE,                 /* not preparing */
+    RUNTIME_PHASE_HEALTH,               /* first round of health checks */
+    RUNTIME_PHASE_READY,                /* ready_cb called */
+};
+
+static void
+runtime_ready(struct runtime *rt)
+{
+    rt->ready_phase = RUNTIME_PHASE_READY;
+    ev_timer_stop(rt->loop, &rt->ready_timer);
+    rt->ready_cb(rt);
+}
+
+static void
+runtime_phase_check(struct runtime *rt)
+{
+    size_t pending = 0;
+
+    if (rt->ready_phase != RUNTIME_PHASE_HEALTH)
+        return;
+    for (size_t i = 0; i < rt->nbackends; i++)
+        pending += health_first_round_pending(rt->backends[i]->health);
+    if (pending == 0)
+        runtime_ready(rt);
+}
+
+static void
+runtime_ready_timeout_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    struct runtime *rt = w->data;
+
+    (void)loop;
+    (void)revents;
+    if (rt->ready_phase == RUNTIME_PHASE_HEALTH) {
+        log_warn("first round of health checks not finished in time; "
+                 "members without a result start down");
+        runtime_ready(rt);
+    }
+}
+
+void
+runtime_prepare(struct runtime *rt, void (*ready_cb)(struct runtime *))
+{
+    double longest = 0;
+
+    rt->ready_cb = ready_cb;
+    rt->ready_phase = RUNTIME_PHASE_HEALTH;
+    for (size_t i = 0; i < rt->nbackends; i++)
+        if (rt->backends[i]->cfg.health_timeout > longest)
+            longest = rt->backends[i]->cfg.health_timeout;
+    /* Each check ends by its own timeout; the margin covers loop delay. */
+    ev_timer_init(&rt->ready_timer, runtime_ready_timeout_cb, longest + 0.5,
+                  0);
+    rt->ready_timer.data = rt;
+    ev_timer_start(rt->loop, &rt->ready_timer);
+    runtime_phase_check(rt);
 }
 
 void
@@ -252,6 +372,7 @@ runtime_destroy(struct runtime *rt)
     runtime_close_all(rt);
     ev_check_stop(rt->loop, &rt->reaper);
     ev_timer_stop(rt->loop, &rt->accept_retry);
+    ev_timer_stop(rt->loop, &rt->ready_timer);
     for (size_t i = 0; i < rt->nfrontends; i++) {
         struct frontend *fe = rt->frontends[i];
         for (size_t j = 0; j < fe->nlisteners; j++)

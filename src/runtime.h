@@ -16,15 +16,18 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "balance.h"
 #include "pool.h"
 
 struct listener;
 struct conn;
+struct health_checker;
 
 struct backend {
     char name[CONFIG_NAME_MAX + 1];     /* section name (label) */
     struct config_backend cfg;          /* settings; servers owned here */
     struct pool pool;                   /* members */
+    struct health_checker *health;      /* active and passive checks */
     unsigned refs;                      /* runtime + connections */
     struct runtime *rt;                 /* owner (NULL once dropped) */
 };
@@ -58,6 +61,9 @@ struct runtime {
     ev_timer accept_retry;              /* resumes accepting after EMFILE */
     bool accept_paused;                 /* listeners stopped */
     bool stopping;                      /* graceful stop in progress */
+    void (*ready_cb)(struct runtime *rt); /* runtime_prepare's callback */
+    ev_timer ready_timer;               /* bounds the start-up phases */
+    int ready_phase;                    /* RUNTIME_PHASE_* */
 };
 
 /*
@@ -66,6 +72,11 @@ struct runtime {
  */
 struct runtime *runtime_create(struct ev_loop *loop, struct config *cfg,
                                char *err, size_t errlen);
+/*
+ * Start-up before accepting (SPEC): waits for the first round of health
+ * checks (bounded by the longest health_timeout), then calls ready_cb.
+ */
+void runtime_prepare(struct runtime *rt, void (*ready_cb)(struct runtime *));
 /* Starts accepting on every listener. */
 void runtime_start(struct runtime *rt);
 /* Stops accepting and closes the listening sockets (graceful stop). */
@@ -82,5 +93,11 @@ void runtime_accept_exhausted(struct runtime *rt);
 
 void backend_ref(struct backend *be);
 void backend_unref(struct backend *be);
+/*
+ * Gives back a member picked with balance_pick, with the outcome of what
+ * was done with it; feeds the passive health window.
+ */
+void backend_release(struct backend *be, struct member *m,
+                     enum balance_outcome outcome, double now);
 
 #endif

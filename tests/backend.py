@@ -15,6 +15,8 @@ Modes:
                  /stats             JSON: requests served, connections seen
   --mode tcp   sends "NAME\\n" on connect, then echoes every byte back; when
                the client half-closes, finishes echoing and half-closes too.
+               --abort-after N resets the connection once N bytes were
+               echoed.
 
 --proxy-protocol makes it expect a PROXY protocol v1/v2 header first; the
 client address it announced is reported in `X-Client` (http) or in the
@@ -44,8 +46,7 @@ async def read_proxy_header(reader):
         if parts[1] == "UNKNOWN":
             return "unknown"
         return f"{parts[2]}:{parts[4]}"
-    rest = await reader.readexactly(11)
-    sig = first + rest
+    sig = first + await reader.readexactly(7)
     if sig[:12] != b"\r\n\r\n\x00\r\nQUIT\n":
         raise ValueError("bad PROXY header")
     hdr = await reader.readexactly(4)
@@ -69,12 +70,21 @@ async def handle_tcp(reader, writer, args):
         if args.proxy_protocol:
             banner += " client=" + await read_proxy_header(reader)
         writer.write((banner + "\n").encode())
+        echoed = 0
         while True:
             data = await reader.read(65536)
             if not data:
                 break
             writer.write(data)
             await writer.drain()
+            echoed += len(data)
+            if args.abort_after and echoed >= args.abort_after:
+                # Reset the connection mid-stream (RST, not FIN).
+                sock = writer.get_extra_info("socket")
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                struct.pack("ii", 1, 0))
+                writer.transport.abort()
+                return
         if writer.can_write_eof():
             writer.write_eof()
         await writer.drain()
@@ -200,6 +210,7 @@ if __name__ == "__main__":
     p.add_argument("--mode", choices=("http", "tcp"), default="http")
     p.add_argument("--proxy-protocol", action="store_true")
     p.add_argument("--ready-file")
+    p.add_argument("--abort-after", type=int, default=0)
     ARGS = p.parse_args()
     try:
         asyncio.run(main(ARGS))

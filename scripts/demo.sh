@@ -1,0 +1,25 @@
+#!/bin/sh
+# Quick start: installs dependencies, builds, starts three demo backends and
+# ferry on lb.conf.example. Ctrl-C stops everything.
+set -eu
+cd "$(dirname "$0")/.."
+scripts/deps.sh
+scripts/build.sh build
+pids=""
+cleanup() {
+    trap - INT TERM EXIT
+    # shellcheck disable=SC2086
+    [ -n "$pids" ] && kill $pids 2>/dev/null
+    wait 2>/dev/null || true
+    echo "demo stopped"
+}
+trap cleanup INT TERM EXIT
+for i in 1 2 3; do
+    /usr/bin/python3 tests/backend.py --name "backend-$i" --port "900$i" &
+    pids="$pids $!"
+done
+echo "demo: backends on 127.0.0.1:9001-9003; ferry on 127.0.0.1:8080"
+echo "demo: try   curl http://127.0.0.1:8080/   (Ctrl-C stops everything)"
+build/ferry -c lb.conf.example &
+pids="$pids $!"
+wait

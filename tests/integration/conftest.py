@@ -1,0 +1,181 @@
+"""Fixtures that run the real ferry binary against real processes.
+
+Everything listens on 127.0.0.1 (or ::1) on ports the kernel picks, and
+every wait is a poll on a condition with a deadline, never a bare sleep.
+"""
+import os
+import resource
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+BACKEND = os.path.join(ROOT, "tests", "backend.py")
+PYTHON = "/usr/bin/python3"
+
+
+def ferry_bin():
+    path = os.environ.get("FERRY_BIN", os.path.join(ROOT, "build", "ferry"))
+    if not os.access(path, os.X_OK):
+        pytest.exit(f"ferry binary not found at {path} (set FERRY_BIN)", 2)
+    return path
+
+
+def wait_for(cond, timeout=5.0, interval=0.01, what="condition"):
+    """Polls cond() until it returns a true value or the deadline passes."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = cond()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+def free_port(host="127.0.0.1"):
+    fam = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(fam, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def can_connect(host, port):
+    try:
+        with socket.create_connection((host, port), timeout=0.2):
+            return True
+    except OSError:
+        return False
+
+
+def raise_nofile(n=8192):
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = min(max(n, soft), hard)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+
+
+class Proc:
+    """A child process whose stderr goes to a file we can read any time."""
+
+    def __init__(self, argv, logpath, preexec=None):
+        self.logpath = logpath
+        self.log = open(logpath, "wb")
+        self.p = subprocess.Popen(argv, stdout=self.log, stderr=self.log,
+                                  stdin=subprocess.DEVNULL,
+                                  preexec_fn=preexec)
+
+    def output(self):
+        with open(self.logpath, "rb") as f:
+            return f.read().decode(errors="replace")
+
+    def alive(self):
+        return self.p.poll() is None
+
+    def stop(self, sig=signal.SIGTERM, timeout=15):
+        if self.p.poll() is None:
+            self.p.send_signal(sig)
+            try:
+                self.p.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.p.kill()
+                self.p.wait(5)
+        self.log.close()
+        return self.p.returncode
+
+
+class Backend(Proc):
+    def __init__(self, tmp, name, mode="http", extra=(), host="127.0.0.1"):
+        ready = os.path.join(tmp, f"{name}.port")
+        super().__init__([PYTHON, BACKEND, "--name", name, "--mode", mode,
+                          "--host", host, "--port", "0",
+                          "--ready-file", ready, *extra],
+                         os.path.join(tmp, f"{name}.log"))
+        self.name = name
+        self.host = host
+        wait_for(lambda: os.path.exists(ready) or not self.alive(),
+                 10, what=f"backend {name} to listen")
+        assert self.alive(), self.output()
+        with open(ready) as f:
+            self.port = int(f.read())
+
+    @property
+    def addr(self):
+        if ":" in self.host:
+            return f"[{self.host}]:{self.port}"
+        return f"{self.host}:{self.port}"
+
+
+class Ferry(Proc):
+    def __init__(self, tmp, conf_text, name="ferry", wait_ports=(),
+                 nofile=4096):
+        self.conf = os.path.join(tmp, f"{name}.conf")
+        with open(self.conf, "w") as f:
+            f.write(conf_text)
+
+        def preexec():
+            soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+            resource.setrlimit(resource.RLIMIT_NOFILE,
+                               (min(nofile, hard), hard))
+
+        super().__init__([ferry_bin(), "-c", self.conf],
+                         os.path.join(tmp, f"{name}.log"), preexec)
+        if wait_ports:
+            # The start line comes after every listener is accepting; a
+            # probe connection would disturb the balancer's sequence.
+            wait_for(lambda: not self.alive() or " started (" in self.output(),
+                     10, what="ferry to start")
+            assert self.alive(), self.output()
+
+    def wait_log(self, text, timeout=5):
+        return wait_for(lambda: text in self.output(), timeout,
+                        what=f"'{text}' in ferry's log")
+
+
+@pytest.fixture
+def tmp():
+    with tempfile.TemporaryDirectory(prefix="ferry-test-") as d:
+        yield d
+
+
+@pytest.fixture
+def procs():
+    """Collects processes and stops them all at the end of a test."""
+    started = []
+    yield started
+    for p in reversed(started):
+        p.stop()
+
+
+@pytest.fixture
+def backends(tmp, procs):
+    def make(n, mode="http", extra=(), prefix="b", host="127.0.0.1"):
+        out = []
+        for i in range(n):
+            b = Backend(tmp, f"{prefix}{i + 1}", mode, extra, host)
+            procs.append(b)
+            out.append(b)
+        return out
+    return make
+
+
+@pytest.fixture
+def ferry(tmp, procs):
+    def make(conf_text, wait_ports=(), name="ferry", nofile=4096):
+        f = Ferry(tmp, conf_text, name, wait_ports, nofile)
+        procs.append(f)
+        return f
+    return make
+
+
+def run_ferry(*args, timeout=10):
+    return subprocess.run([ferry_bin(), *args], capture_output=True,
+                          text=True, timeout=timeout)
+
+
+raise_nofile()
