@@ -35,9 +35,9 @@
 #define HAVE_RESOLVER 0    /* every [resolver] key */
 #define HAVE_TLS 0         /* tls_cert, tls_key */
 #define HAVE_HTTP 0        /* mode http, timeout_request, max_header_size */
-#define HAVE_HEALTH 0      /* health_*, rise, fall */
-#define HAVE_PASSIVE 0     /* passive_window, passive_error_rate */
-#define HAVE_SLOW_START 0  /* slow_start */
+#define HAVE_HEALTH 1      /* health_*, rise, fall */
+#define HAVE_PASSIVE 1     /* passive_window, passive_error_rate */
+#define HAVE_SLOW_START 1  /* slow_start */
 #define HAVE_BALANCE 0     /* balance weighted, leastconn, hash */
 #define HAVE_WORKERS 0     /* workers other than 1 */
 #define HAVE_DNS_SERVERS 0 /* server lines with a DNS name */
