@@ -191,7 +191,9 @@ config_parse_percentage(const char *s, double *out)
     char *end;
     double v;
 
-    if (len == 0 || !(isdigit((unsigned char)s[0]) || s[0] == '.'))
+    if (len == 0 || !(isdigit((unsigned char)s[0]) || s[0] == '.') ||
+        strspn(s, "0123456789.") != len - (s[len - 1] == '%') ||
+        strchr(s, '.') != strrchr(s, '.'))
         return -1;
     errno = 0;
     v = strtod(s, &end);
@@ -1258,6 +1260,30 @@ config_key_line(struct config_ctx *ctx, enum config_section_kind kind,
     return 0;
 }
 
+/* Whether binding both would clash: same port, and same or wildcard IP. */
+static bool
+addr_overlaps(const struct sockaddr_storage *a,
+              const struct sockaddr_storage *b)
+{
+    if (a->ss_family != b->ss_family)
+        return false;
+    if (a->ss_family == AF_INET) {
+        const struct sockaddr_in *x = (const void *)a, *y = (const void *)b;
+        return x->sin_port == y->sin_port &&
+               (x->sin_addr.s_addr == y->sin_addr.s_addr ||
+                x->sin_addr.s_addr == htonl(INADDR_ANY) ||
+                y->sin_addr.s_addr == htonl(INADDR_ANY));
+    }
+    if (a->ss_family == AF_INET6) {
+        const struct sockaddr_in6 *x = (const void *)a, *y = (const void *)b;
+        return x->sin6_port == y->sin6_port &&
+               (IN6_ARE_ADDR_EQUAL(&x->sin6_addr, &y->sin6_addr) ||
+                IN6_IS_ADDR_UNSPECIFIED(&x->sin6_addr) ||
+                IN6_IS_ADDR_UNSPECIFIED(&y->sin6_addr));
+    }
+    return false;
+}
+
 static void
 config_validate(struct config_ctx *ctx)
 {
@@ -1314,16 +1340,15 @@ config_validate(struct config_ctx *ctx)
         /* The same address twice would fail at bind time: say it now. */
         for (size_t l = 0; l < fe->nlisten; l++) {
             struct config_addr *a = &fe->listen[l];
-            if (cfg->stats_enabled && a->len == cfg->stats_listen.len &&
-                memcmp(&a->ss, &cfg->stats_listen.ss, a->len) == 0)
+            if (cfg->stats_enabled &&
+                addr_overlaps(&a->ss, &cfg->stats_listen.ss))
                 config_error_at(ctx, a->line,
                                 "listen %s is also the stats address",
                                 a->text);
             for (size_t j = 0; j <= i; j++) {
                 struct config_frontend *o = &cfg->frontends[j];
                 for (size_t m = 0; m < (j == i ? l : o->nlisten); m++) {
-                    if (o->listen[m].len == a->len &&
-                        memcmp(&o->listen[m].ss, &a->ss, a->len) == 0)
+                    if (addr_overlaps(&o->listen[m].ss, &a->ss))
                         config_error_at(ctx, a->line,
                                         "listen %s is already used on line "
                                         "%d",
@@ -1343,7 +1368,11 @@ config_validate(struct config_ctx *ctx)
         for (size_t s = 0; s < be->nservers; s++) {
             struct config_server *sv = &be->servers[s];
             for (size_t o = 0; o < s; o++)
-                if (strcmp(be->servers[o].spec, sv->spec) == 0)
+                if (strcmp(be->servers[o].spec, sv->spec) == 0 ||
+                    (sv->is_literal && be->servers[o].is_literal &&
+                     sv->addrlen == be->servers[o].addrlen &&
+                     memcmp(&sv->addr, &be->servers[o].addr,
+                            sv->addrlen) == 0))
                     config_error_at(ctx, sv->line,
                                     "server %s is listed twice (first on "
                                     "line %d)",

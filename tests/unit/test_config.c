@@ -32,7 +32,7 @@
 
 /* Flip to 1 when the feature lands (see the top of the file). */
 #define HAVE_STATS 0       /* [stats] listen, token */
-#define HAVE_RESOLVER 0    /* every [resolver] key */
+#define HAVE_RESOLVER 1    /* every [resolver] key */
 #define HAVE_TLS 0         /* tls_cert, tls_key */
 #define HAVE_HTTP 0        /* mode http, timeout_request, max_header_size */
 #define HAVE_HEALTH 1      /* health_*, rise, fall */
@@ -40,7 +40,7 @@
 #define HAVE_SLOW_START 1  /* slow_start */
 #define HAVE_BALANCE 0     /* balance weighted, leastconn, hash */
 #define HAVE_WORKERS 0     /* workers other than 1 */
-#define HAVE_DNS_SERVERS 0 /* server lines with a DNS name */
+#define HAVE_DNS_SERVERS 1 /* server lines with a DNS name */
 
 /* ---------------------------------------------------------------------- */
 /* Files and assertions.                                                   */
