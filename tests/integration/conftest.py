@@ -179,3 +179,55 @@ def run_ferry(*args, timeout=10):
 
 
 raise_nofile()
+
+
+DNSFAULT = os.path.join(HERE, "dnsfault.py")
+
+
+class DnsFault(Proc):
+    """The project's fault-injecting DNS server, driven over its control
+    port (see dnsfault.py)."""
+
+    def __init__(self, tmp, name="dnsfault", port=0):
+        import json
+        ready = os.path.join(tmp, f"{name}.ready")
+        if os.path.exists(ready):
+            os.unlink(ready)
+        super().__init__([PYTHON, DNSFAULT, "--port", str(port),
+                          "--control-port", "0", "--ready-file", ready],
+                         os.path.join(tmp, f"{name}.log"))
+        wait_for(lambda: os.path.exists(ready) or not self.alive(), 10,
+                 what="dnsfault to start")
+        assert self.alive(), self.output()
+        with open(ready) as f:
+            info = json.load(f)
+        self.port = info["port"]
+        self.control_port = info["control_port"]
+
+    def cmd(self, **kw):
+        import json
+        with socket.create_connection(("127.0.0.1", self.control_port),
+                                      timeout=5) as s:
+            s.sendall((json.dumps(kw) + "\n").encode())
+            data = b""
+            while not data.endswith(b"\n"):
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+        out = json.loads(data)
+        assert out.get("ok"), out
+        return out
+
+    def set(self, name, **kw):
+        return self.cmd(cmd="set", name=name, **kw)
+
+    def count(self, name, qtype="A"):
+        return self.cmd(cmd="count", name=name, type=qtype)["count"]
+
+
+@pytest.fixture
+def dnsfault(tmp, procs):
+    d = DnsFault(tmp)
+    procs.append(d)
+    return d

@@ -1,0 +1,253 @@
+"""DNS-driven pools through the real binary: dnsmasq from Debian as a real
+DNS server, and dnsfault.py (ours) for delays, drops and failures."""
+import collections
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import threading
+import time
+
+import pytest
+
+from conftest import DnsFault, Proc, free_port, wait_for
+from test_tcp import connect, read_line
+
+
+def dns_conf(port, servers, dns_port, resolver="", be="", glob=""):
+    lines = ["[global]", "log_level = debug", glob,
+             "[resolver]", f"nameservers = 127.0.0.1:{dns_port}",
+             "hosts_file = off", resolver,
+             "[frontend front]", f"listen = 127.0.0.1:{port}", "mode = tcp",
+             "backend = pool", "[backend pool]", "health_check = none", be]
+    lines += [f"server = {s}" for s in servers]
+    return "\n".join(lines) + "\n"
+
+
+def banner(port, timeout=5):
+    with connect(port, timeout=timeout) as s:
+        return read_line(s)
+
+
+def start_backends(tmp, procs, hosts):
+    """Backends on 127.0.0.x sharing one port (the port a name's members
+    share, as DNS gives addresses and the server line gives the port)."""
+    port = free_port()
+    out = []
+    for i, host in enumerate(hosts):
+        ready = os.path.join(tmp, f"m{i}.port")
+        p = Proc(["/usr/bin/python3", os.path.join(
+            os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+            "backend.py"), "--name", host, "--mode", "tcp", "--host", host,
+            "--port", str(port), "--ready-file", ready],
+            os.path.join(tmp, f"m{i}.log"))
+        procs.append(p)
+        wait_for(lambda: os.path.exists(ready) or not p.alive(), 10,
+                 what=f"backend on {host}")
+        assert p.alive(), p.output()
+        out.append(p)
+    return out, port
+
+
+def test_multi_a_expands_into_members(tmp, procs, dnsfault, ferry):
+    hosts = ["127.0.0.2", "127.0.0.3", "127.0.0.4"]
+    _, bport = start_backends(tmp, procs, hosts)
+    dnsfault.set("api.test", a=hosts, ttl=60)
+    port = free_port()
+    f = ferry(dns_conf(port, [f"api.test:{bport}"], dnsfault.port), [port])
+    seen = collections.Counter(banner(port) for _ in range(30))
+    assert seen == {h: 10 for h in hosts}
+    assert "server api.test:%d now has 3 addresses" % bport in f.output()
+    assert dnsfault.count("api.test", "A") == 1
+
+
+def test_reordered_answers_do_not_change_pool(tmp, procs, dnsfault, ferry):
+    hosts = ["127.0.0.2", "127.0.0.3", "127.0.0.4"]
+    _, bport = start_backends(tmp, procs, hosts)
+    dnsfault.set("api.test", a=hosts, ttl=1, reorder=True)
+    port = free_port()
+    f = ferry(dns_conf(port, [f"api.test:{bport}"], dnsfault.port,
+                       resolver="min_ttl = 1s\njitter = 0\nprefetch = 0"),
+              [port])
+    wait_for(lambda: dnsfault.count("api.test", "A") >= 4, 10,
+             what="several refreshes of a 1 s TTL")
+    assert f.output().count("now has 3 addresses") == 1
+    assert collections.Counter(banner(port) for _ in range(9)) == \
+        {h: 3 for h in hosts}
+
+
+def test_pool_follows_changed_records(tmp, procs, dnsfault, ferry):
+    hosts = ["127.0.0.2", "127.0.0.3", "127.0.0.4"]
+    _, bport = start_backends(tmp, procs, hosts)
+    dnsfault.set("api.test", a=hosts[:2], ttl=1)
+    port = free_port()
+    f = ferry(dns_conf(port, [f"api.test:{bport}"], dnsfault.port,
+                       resolver="min_ttl = 1s\njitter = 0"), [port])
+    assert set(banner(port) for _ in range(4)) == set(hosts[:2])
+    dnsfault.set("api.test", a=hosts[1:], ttl=1)
+    f.wait_log("(pool 2 -> 2 members)", 5)
+    assert set(banner(port) for _ in range(6)) == set(hosts[1:])
+
+
+def test_nxdomain_and_servfail_keep_pool(tmp, procs, dnsfault, ferry):
+    hosts = ["127.0.0.2", "127.0.0.3"]
+    _, bport = start_backends(tmp, procs, hosts)
+    dnsfault.set("api.test", a=hosts, ttl=1)
+    port = free_port()
+    f = ferry(dns_conf(port, [f"api.test:{bport}"], dnsfault.port,
+                       resolver="min_ttl = 1s\njitter = 0\n"
+                                "negative_ttl = 1s\nattempts = 1\n"
+                                "timeout = 200ms"), [port])
+    assert set(banner(port) for _ in range(4)) == set(hosts)
+    n = dnsfault.count("api.test", "A")
+    dnsfault.set("api.test", a=hosts, ttl=1, fault="nxdomain")
+    wait_for(lambda: dnsfault.count("api.test", "A") >= n + 2, 10,
+             what="failing refreshes")
+    dnsfault.set("api.test", a=hosts, ttl=1, fault="servfail")
+    m = dnsfault.count("api.test", "A")
+    wait_for(lambda: dnsfault.count("api.test", "A") >= m + 1, 10,
+             what="servfail refresh")
+    assert set(banner(port) for _ in range(4)) == set(hosts)
+    assert "members are removed" not in f.output()
+
+
+def test_dns_dead_traffic_continues_on_stale(tmp, procs, dnsfault, ferry):
+    hosts = ["127.0.0.2", "127.0.0.3"]
+    _, bport = start_backends(tmp, procs, hosts)
+    dnsfault.set("api.test", a=hosts, ttl=1)
+    port = free_port()
+    f = ferry(dns_conf(port, [f"api.test:{bport}"], dnsfault.port,
+                       resolver="min_ttl = 1s\njitter = 0\nstale_ttl = 1h\n"
+                                "attempts = 1\ntimeout = 200ms"), [port])
+    assert set(banner(port) for _ in range(4)) == set(hosts)
+    dnsfault.stop()
+    # Well past the TTL: answers are stale, refreshes fail, traffic flows.
+    deadline = time.monotonic() + 3
+    while time.monotonic() < deadline:
+        assert banner(port) in hosts
+        time.sleep(0.1)
+    assert f.alive()
+    assert "members are removed" not in f.output()
+
+
+def test_dns_silent_at_start_then_serves(tmp, procs, dnsfault, ferry):
+    # DNS drops every query: start-up waits startup_timeout, no longer.
+    hosts = ["127.0.0.2"]
+    _, bport = start_backends(tmp, procs, hosts)
+    dnsfault.set("api.test", a=hosts, ttl=60, fault="drop")
+    port = free_port()
+    start = time.monotonic()
+    f = ferry(dns_conf(port, [f"api.test:{bport}"], dnsfault.port,
+                       resolver="startup_timeout = 1s\nattempts = 1\n"
+                                "timeout = 3s\nnegative_ttl = 1s"),
+              [port])
+    assert 0.9 < time.monotonic() - start < 4
+    assert "api.test not resolved within startup_timeout" in f.output()
+    # Nothing to serve yet: a session waits timeout_connect, then closes.
+    with connect(port) as s:
+        s.settimeout(10)
+        assert s.recv(10) == b""
+    dnsfault.set("api.test", a=hosts, ttl=60)
+    wait_for(lambda: "now has 1 addresses" in f.output(), 15,
+             what="the name to resolve once DNS answers")
+    assert banner(port) == "127.0.0.2"
+
+
+def test_dns_down_at_start_then_serves(tmp, procs, ferry):
+    # Nothing listens on the DNS port (refused at once): ferry starts right
+    # away and keeps retrying with backoff until DNS comes up.
+    hosts = ["127.0.0.2"]
+    _, bport = start_backends(tmp, procs, hosts)
+    dns_port = free_port()
+    port = free_port()
+    start = time.monotonic()
+    f = ferry(dns_conf(port, [f"api.test:{bport}"], dns_port,
+                       resolver="startup_timeout = 2s\nattempts = 1\n"
+                                "timeout = 300ms\nnegative_ttl = 1s"),
+              [port])
+    assert time.monotonic() - start < 3
+    assert "api.test did not resolve" in f.output()
+    d = DnsFault(tmp, name="late", port=dns_port)
+    procs.append(d)
+    d.set("api.test", a=hosts, ttl=60)
+    wait_for(lambda: "now has 1 addresses" in f.output(), 15,
+             what="the name to resolve once DNS is back")
+    assert banner(port) == "127.0.0.2"
+
+
+def test_herd_after_expiry_one_query(tmp, procs, dnsfault, ferry):
+    hosts = ["127.0.0.2", "127.0.0.3"]
+    _, bport = start_backends(tmp, procs, hosts)
+    dnsfault.set("api.test", a=hosts, ttl=1)
+    port = free_port()
+    f = ferry(dns_conf(port, [f"api.test:{bport}"], dnsfault.port,
+                       resolver="min_ttl = 1s\njitter = 0\nstale_ttl = 0\n"
+                                "prefetch = 0\ntimeout = 2s",
+                       be="timeout_connect = 3s"), [port])
+    assert set(banner(port) for _ in range(2)) == set(hosts)
+    # Slow DNS: the refresh after expiry takes 500 ms; with stale_ttl = 0
+    # the pool empties at expiry and every client parks on that one query.
+    dnsfault.set("api.test", a=hosts, ttl=1, delay_ms=500)
+    f.wait_log("no usable answer for api.test", 5)
+    before = dnsfault.count("api.test", "A")
+    results = []
+
+    def client():
+        try:
+            results.append(banner(port, timeout=10))
+        except OSError as e:
+            results.append(repr(e))
+
+    threads = [threading.Thread(target=client) for _ in range(100)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(15)
+    assert len(results) == 100 and set(results) <= set(hosts), results
+    assert dnsfault.count("api.test", "A") - before <= 1
+
+
+def test_family_any_asks_both(tmp, procs, dnsfault, ferry):
+    hosts = ["127.0.0.2"]
+    _, bport = start_backends(tmp, procs, hosts)
+    dnsfault.set("api.test", a=hosts, aaaa=[], ttl=60)
+    port = free_port()
+    ferry(dns_conf(port, [f"api.test:{bport}"], dnsfault.port,
+                   resolver="family = any"), [port])
+    assert banner(port) == "127.0.0.2"
+    assert dnsfault.count("api.test", "A") == 1
+    assert dnsfault.count("api.test", "AAAA") == 1
+
+
+@pytest.mark.skipif(shutil.which("dnsmasq") is None,
+                    reason="dnsmasq (dnsmasq-base) not installed")
+def test_dnsmasq_multi_a_and_reload(tmp, procs, ferry):
+    hosts = ["127.0.0.2", "127.0.0.3", "127.0.0.4"]
+    _, bport = start_backends(tmp, procs, hosts)
+    hostsfile = os.path.join(tmp, "dns.hosts")
+    with open(hostsfile, "w") as fh:
+        fh.write("".join(f"{h} svc.internal\n" for h in hosts))
+    dport = free_port()
+    dm = Proc(["dnsmasq", "--keep-in-foreground", "--no-daemon",
+               f"--port={dport}", "--listen-address=127.0.0.1",
+               "--bind-interfaces", "--no-resolv", "--no-hosts",
+               f"--addn-hosts={hostsfile}", "--local-ttl=1",
+               "--pid-file=" + os.path.join(tmp, "dnsmasq.pid"),
+               "--user=root", "--log-facility=-"],
+              os.path.join(tmp, "dnsmasq.log"))
+    procs.append(dm)
+    wait_for(lambda: "started" in dm.output() or not dm.alive(), 10,
+             what="dnsmasq")
+    assert dm.alive(), dm.output()
+    port = free_port()
+    f = ferry(dns_conf(port, [f"svc.internal:{bport}"], dport,
+                       resolver="min_ttl = 1s\njitter = 0"), [port])
+    seen = collections.Counter(banner(port) for _ in range(30))
+    assert seen == {h: 10 for h in hosts}
+    # Change the records and reload dnsmasq: the pool follows within TTL.
+    with open(hostsfile, "w") as fh:
+        fh.write("127.0.0.3 svc.internal\n")
+    dm.p.send_signal(signal.SIGHUP)
+    f.wait_log("(pool 3 -> 1 members)", 10)
+    assert set(banner(port) for _ in range(5)) == {"127.0.0.3"}
