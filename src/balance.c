@@ -272,6 +272,8 @@ balance_heap_find(const struct balance_heap *h, const struct balance_ctx *ctx)
 
     if (h->n == 0)
         return -1;
+    if (balance_eligible(h->slots[h->nodes[0].slot], ctx))
+        return 0;
     /* Best-first walk: the frontier holds the roots of the unvisited
      * subtrees, so its minimum is the next node in key order. */
     frontier[nf++] = 0;

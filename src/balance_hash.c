@@ -191,8 +191,9 @@ hash_ring_activate(struct hash_ring *r)
         if (m->up)
             r->act[r->nact++] = r->all[i];
     }
-    /* About two entries per bucket. */
-    while (bits < 24 && ((size_t)2 << bits) <= r->nact / 2)
+    /* About one entry per bucket: the scan after the index is then
+     * mostly zero or one step, which the CPU predicts well. */
+    while (bits < 26 && ((size_t)1 << bits) < r->nact)
         bits++;
     index = malloc(((size_t)1 << bits) * sizeof(*index));
     if (index == NULL)
@@ -267,16 +268,23 @@ hash_probe(uint64_t h, unsigned q)
     return (uint32_t)((z ^ (z >> 31)) >> 32);
 }
 
-/* Position of the first active entry at or after point (wrapping). */
+/* Position of the first active entry at or after point (wrapping), with
+ * the search starting from pos = index[bucket of point]. */
 static inline size_t
-hash_successor(const struct hash_ring *r, uint32_t point)
+hash_successor_from(const struct hash_ring *r, uint32_t point, size_t pos)
 {
     uint64_t target = (uint64_t)point << 32;
-    size_t pos = r->index[(uint64_t)point >> r->shift];
 
     while (pos < r->nact && r->act[pos] < target)
         pos++;
     return pos == r->nact ? 0 : pos;
+}
+
+static inline size_t
+hash_successor(const struct hash_ring *r, uint32_t point)
+{
+    return hash_successor_from(r, point,
+                               r->index[(uint64_t)point >> r->shift]);
 }
 
 /* From pos, the first entry whose member is eligible; -1 if none. */
@@ -311,15 +319,22 @@ hash_lookup(const struct hash_ring *r, uint64_t h,
             const struct balance_ctx *ctx)
 {
     uint32_t probe[HASH_PROBES], best_dist = UINT32_MAX;
+    size_t start[HASH_PROBES];
     long best = -1;
 
     if (r->nact == 0)
         return NULL;
-    for (unsigned q = 0; q < HASH_PROBES; q++) {
-        size_t pos;
-        uint32_t dist;
+    /* Separate passes so the probes' cache misses on big rings overlap
+     * instead of following one another. */
+    for (unsigned q = 0; q < HASH_PROBES; q++)
         probe[q] = hash_probe(h, q);
-        pos = hash_successor(r, probe[q]);
+    for (unsigned q = 0; q < HASH_PROBES; q++) {
+        start[q] = r->index[(uint64_t)probe[q] >> r->shift];
+        __builtin_prefetch(&r->act[start[q]]);
+    }
+    for (unsigned q = 0; q < HASH_PROBES; q++) {
+        size_t pos = hash_successor_from(r, probe[q], start[q]);
+        uint32_t dist;
         dist = (uint32_t)(r->act[pos] >> 32) - probe[q];
         if (best < 0 || dist < best_dist) {
             best = (long)pos;

@@ -35,8 +35,11 @@ struct balance_lc {
 static double
 lc_load(const struct balance_lc *lc, const struct member *m)
 {
-    return (double)m->active /
-           balance_effective_weight(m, lc->base.pool->slow_start, lc->now);
+    double ss = lc->base.pool->slow_start;
+
+    if (ss <= 0)
+        return (double)m->active / (double)m->weight;
+    return (double)m->active / balance_effective_weight(m, ss, lc->now);
 }
 
 static int
@@ -125,18 +128,15 @@ lc_pick(struct balance *b, const struct balance_ctx *ctx)
 static struct balance_node *
 lc_node(struct balance_lc *lc, const struct member *m, struct lc_class **cp)
 {
-    if (lc->version != lc->base.pool->version)
+    struct lc_class *c = &lc->cls[m->backup];
+    uint64_t slot = m->bal_tag & UINT32_MAX;
+
+    if (lc->version != lc->base.pool->version ||
+        m->bal_tag >> 32 != c->owner || slot >= c->heap.n ||
+        c->heap.slots[slot] != m)
         return NULL;
-    for (int k = 0; k < 2; k++) {
-        struct lc_class *c = &lc->cls[k];
-        uint64_t slot = m->bal_tag & UINT32_MAX;
-        if (m->bal_tag >> 32 != c->owner || slot >= c->heap.n ||
-            c->heap.slots[slot] != m)
-            continue;
-        *cp = c;
-        return &c->heap.nodes[c->heap.pos[slot]];
-    }
-    return NULL;
+    *cp = c;
+    return &c->heap.nodes[c->heap.pos[slot]];
 }
 
 static void

@@ -7,7 +7,9 @@
  *   <= WRR_SMALL_MAX members: nginx's smooth WRR, O(n) per pick. Every
  *     eligible member adds its effective weight to its current value, the
  *     largest current wins (first in pool order on ties) and gives back the
- *     total. Weights 5,1,1 give a a b a c a a; 3,1 give A A B A.
+ *     total. Weights 5,1,1 give a a b a c a a; 3,1 give A A B A. The loop
+ *     runs over a compact array made at rebuild (member, weight, current,
+ *     end of slow start), so it reads no member struct but the winner's.
  *
  *   larger pools: a virtual-deadline scheduler on a binary heap, O(log n).
  *     Member i's k-th pick of a cycle has deadline (k - 1/2) / w_i, so over
@@ -17,27 +19,40 @@
  *     gives. Mixed weights give the same per-cycle counts as nginx with a
  *     possibly different order inside the cycle (5,1,1: a a a b c a a).
  *
- * Both read the effective weight (slow start) at pick time. Member scratch:
- * bal_current holds the nginx current weight or the next deadline; bal_tag
- * holds (owner << 32 | generation) so a value written by another balancer,
- * another mode, or before the member went down is not trusted.
+ * Both read the effective weight (slow start) at pick time. Member scratch
+ * (large pools and the fallback scan): bal_current holds the next deadline
+ * or the nginx current weight; bal_tag holds (owner << 32 | generation) so
+ * a value written by another balancer, another mode, or before the member
+ * went down is not trusted. The compact array carries its currents over a
+ * rebuild by member pointer.
  */
 #include "balance.h"
 
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
-/* Up members of a class up to which the exact nginx sequence is kept:
- * measured at about 2 ns per member, so 32 stays near the 100 ns budget. */
-#define WRR_SMALL_MAX 32
+/* Up members of a class up to which the exact nginx sequence is kept: the
+ * loop costs a few ns per member, so 16 keeps a pick well under 100 ns. */
+#define WRR_SMALL_MAX 16
 /* Deadlines are shifted back by a whole number once they pass this, so
  * doubles keep enough fraction bits for exact tie-breaking. */
 #define WRR_RENORM_AT 1048576.0
 
+/* A member of a small class, as the nginx loop needs it. */
+struct wrr_entry {
+    struct member *m;                   /* the member (deref'd if it wins) */
+    double weight;                      /* configured weight */
+    double current;                     /* nginx current weight */
+    double ramp_end;                    /* end of its slow start */
+};
+
 /* One class of members: normal ([0]) or backup ([1]). */
 struct wrr_class {
     struct balance_heap heap;           /* large: members by next deadline */
-    bool large;                         /* heap in use (else linear) */
+    struct wrr_entry *small;            /* small: members in pool order */
+    size_t nsmall;                      /* entries in small */
+    bool large;                         /* heap in use (else small) */
     double vtime;                       /* deadline of the last pick */
     uint32_t own_small;                 /* owner id for nginx currents */
     uint32_t own_large;                 /* owner id for deadlines */
@@ -55,6 +70,38 @@ static bool
 wrr_candidate(const struct member *m, bool backup)
 {
     return m->backup == backup && m->up && !m->gone && m->weight > 0;
+}
+
+static int
+wrr_build_small(struct wrr_class *c, const struct pool *p, bool backup)
+{
+    struct wrr_entry old[WRR_SMALL_MAX];
+    size_t nold = c->nsmall;
+
+    if (c->small == NULL) {
+        c->small = calloc(WRR_SMALL_MAX, sizeof(*c->small));
+        if (c->small == NULL)
+            return -1;
+    }
+    /* Currents follow their member (matched by pointer, never deref'd:
+     * an old entry may name a member freed since). */
+    memcpy(old, c->small, nold * sizeof(old[0]));
+    c->nsmall = 0;
+    for (size_t i = 0; i < p->n; i++) {
+        struct member *m = p->members[i];
+        struct wrr_entry *e;
+        if (!wrr_candidate(m, backup))
+            continue;
+        e = &c->small[c->nsmall++];
+        e->m = m;
+        e->weight = (double)m->weight;
+        e->current = 0;
+        e->ramp_end = p->slow_start > 0 ? m->up_since + p->slow_start : 0;
+        for (size_t j = 0; j < nold; j++)
+            if (old[j].m == m)
+                e->current = old[j].current;
+    }
+    return 0;
 }
 
 static int
@@ -77,10 +124,13 @@ wrr_rebuild(struct balance *b)
         for (size_t i = 0; i < p->n; i++)
             count += wrr_candidate(p->members[i], k);
         if (count <= WRR_SMALL_MAX) {
+            if (wrr_build_small(c, p, k) != 0)
+                return -1;
             c->large = false;
             c->heap.n = 0;
             continue;
         }
+        c->nsmall = 0;
         if (balance_heap_reset(&c->heap, count) != 0)
             return -1;
         if (!was_large)
@@ -142,6 +192,34 @@ wrr_pick_linear(struct balance_wrr *w, struct wrr_class *c,
     return best;
 }
 
+/* nginx smooth WRR over the compact array; NULL when nothing is eligible
+ * or the winner is not eligible any more (went down without a rebuild). */
+static struct member *
+wrr_pick_small(struct wrr_class *c, const struct balance_ctx *ctx,
+               double slow_start)
+{
+    const struct balance_tried *t = ctx->tried;
+    struct wrr_entry *best = NULL;
+    double total = 0;
+
+    for (size_t i = 0; i < c->nsmall; i++) {
+        struct wrr_entry *e = &c->small[i];
+        double ew = e->weight;
+        if (t != NULL && t->n > 0 && balance_tried_has(t, e->m))
+            continue;
+        if (ctx->now < e->ramp_end)
+            ew = balance_effective_weight(e->m, slow_start, ctx->now);
+        e->current += ew;
+        total += ew;
+        if (best == NULL || e->current > best->current)
+            best = e;
+    }
+    if (best == NULL)
+        return NULL;
+    best->current -= total;
+    return balance_eligible(best->m, ctx) ? best->m : NULL;
+}
+
 static void
 wrr_renormalize(struct wrr_class *c)
 {
@@ -187,11 +265,14 @@ wrr_pick(struct balance *b, const struct balance_ctx *ctx)
     struct member *m;
 
     w->now = ctx->now;
-    if (!c->large || w->version != b->pool->version)
+    if (w->version != b->pool->version)
         return wrr_pick_linear(w, c, ctx, backup);
-    m = wrr_pick_heap(w, c, ctx);
-    /* Nothing in the heap is eligible: a member may have come up without
-     * a rebuild, so let the live scan decide. */
+    if (c->large)
+        m = wrr_pick_heap(w, c, ctx);
+    else
+        m = wrr_pick_small(c, ctx, b->pool->slow_start);
+    /* Nothing prepared is eligible: members may have changed state
+     * without a rebuild, so let the live scan decide. */
     if (m == NULL)
         m = wrr_pick_linear(w, c, ctx, backup);
     return m;
@@ -202,8 +283,10 @@ wrr_deinit(struct balance *b)
 {
     struct balance_wrr *w = (struct balance_wrr *)b;
 
-    balance_heap_free(&w->cls[0].heap);
-    balance_heap_free(&w->cls[1].heap);
+    for (int k = 0; k < 2; k++) {
+        balance_heap_free(&w->cls[k].heap);
+        free(w->cls[k].small);
+    }
 }
 
 const struct balance_ops balance_weighted_ops = {

@@ -168,6 +168,37 @@ test_weighted_large_sequences(void **state)
     pool_deinit(&p);
 }
 
+/* A rebuild with nothing changed does not disturb the sequence (state is
+ * carried over), for the nginx loop and the deadline heap alike. */
+static void
+test_weighted_rebuild_keeps_sequence(void **state)
+{
+    struct member *mm[MAXM];
+    unsigned w[MAXM];
+    struct pool p1, p2;
+
+    (void)state;
+    for (size_t n = 3; n <= 60; n += 57) {
+        struct balance *b1, *b2;
+        for (size_t i = 0; i < n; i++)
+            w[i] = 1 + (unsigned)(i * 5 % 7);
+        mkpool(&p1, mm, n, w, 0);
+        mkpool(&p2, mm, n, w, 0);
+        b1 = balance_create(BALANCE_WEIGHTED, &p1);
+        b2 = balance_create(BALANCE_WEIGHTED, &p2);
+        for (int k = 0; k < 1000; k++) {
+            struct member *x = pick_release(b1, &noctx);
+            struct member *y = pick_release(b2, &noctx);
+            assert_int_equal(x->index, y->index);
+            assert_int_equal(balance_rebuild(b2), 0);
+        }
+        balance_destroy(b1);
+        balance_destroy(b2);
+        pool_deinit(&p1);
+        pool_deinit(&p2);
+    }
+}
+
 static void
 check_shares(enum config_balance kind, size_t n, const unsigned *w)
 {
@@ -721,6 +752,7 @@ main(void)
         cmocka_unit_test(test_weighted_sequences),
         cmocka_unit_test(test_weighted_large_sequences),
         cmocka_unit_test(test_weighted_shares),
+        cmocka_unit_test(test_weighted_rebuild_keeps_sequence),
         cmocka_unit_test(test_leastconn_script),
         cmocka_unit_test(test_leastconn_level),
         cmocka_unit_test(test_tried_every_algorithm),
