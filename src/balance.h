@@ -12,6 +12,14 @@
  *     up (a normal member that is up but already tried still counts as up,
  *     so a retry does not spill onto backups).
  * When none is eligible pick returns NULL.
+ *
+ * Rebuild contract: the control plane calls balance_rebuild after every
+ * change of membership, weight, up/down or backup state, before the next
+ * pick. Algorithms with prepared structures (weighted, leastconn, hash) pick
+ * only among members that were up at the last rebuild; they also compare
+ * pool->version with the version they were built for and fall back to a
+ * slow linear pick over the live members when it differs, so a forgotten
+ * rebuild after a membership change costs speed, never a dangling member.
  */
 #ifndef FERRY_BALANCE_H
 #define FERRY_BALANCE_H
@@ -58,6 +66,8 @@ struct balance_ops {
     void (*release)(struct balance *b, struct member *m,
                     enum balance_outcome outcome);
     void (*deinit)(struct balance *b);
+    /* Optional: balance_pick took a slot on m (m->active already counted). */
+    void (*taken)(struct balance *b, struct member *m);
 };
 
 /* Base embedded first in every algorithm's state. */
@@ -85,6 +95,49 @@ bool balance_normal_up(const struct pool *p);
 /* Weight including the slow-start ramp (10% to 100% over slow_start). */
 double balance_effective_weight(const struct member *m, double slow_start,
                                 double now);
+
+/*
+ * Indexed binary min-heap over members, shared by weighted and leastconn
+ * (internal to the balance module). Nodes order by (key, seq); a member has
+ * a dense slot number fixed at rebuild, and pos[] follows each slot's node
+ * so a member's node is found in O(1) when its key changes.
+ */
+struct balance_node {
+    double key;                         /* primary order, smallest first */
+    uint64_t seq;                       /* tie-break, smallest first */
+    uint32_t slot;                      /* index into slots[] and pos[] */
+};
+
+struct balance_heap {
+    struct balance_node *nodes;         /* heap array, nodes[0] = minimum */
+    struct member **slots;              /* slot -> member */
+    uint32_t *pos;                      /* slot -> position in nodes */
+    size_t n;                           /* nodes in use */
+    size_t cap;                         /* slots allocated in each array */
+};
+
+/* Empties h and makes room for cap nodes; -1 on ENOMEM (h unchanged). */
+int balance_heap_reset(struct balance_heap *h, size_t cap);
+void balance_heap_free(struct balance_heap *h);
+/* Appends a node in arbitrary order; call balance_heap_order after. */
+void balance_heap_append(struct balance_heap *h, struct member *m,
+                         double key, uint64_t seq);
+/* Restores heap order over everything appended (O(n)). */
+void balance_heap_order(struct balance_heap *h);
+/* Re-places the node at position i after its key or seq changed. */
+void balance_heap_fix(struct balance_heap *h, size_t i);
+/*
+ * Position of the smallest node whose member is eligible for ctx, or -1.
+ * Visits nodes in key order, so its cost grows with the number of
+ * ineligible nodes met first (tried members, members down since the
+ * rebuild); past a small bound it finishes with a linear scan.
+ */
+long balance_heap_find(const struct balance_heap *h,
+                       const struct balance_ctx *ctx);
+
+/* A process-unique number, so per-member scratch values can be tagged with
+ * the balancer that wrote them. Control plane only. */
+uint32_t balance_new_owner(void);
 
 extern const struct balance_ops balance_roundrobin_ops;
 extern const struct balance_ops balance_weighted_ops;
