@@ -31,6 +31,7 @@ struct backend;
 struct runtime;
 
 enum conn_state {
+    CONN_NEW,                           /* accepted, nothing picked yet */
     CONN_RESOLVING,                     /* pool empty: waiting on DNS */
     CONN_CONNECTING,                    /* connecting to a member */
     CONN_TUNNEL,                        /* bytes flow both ways */

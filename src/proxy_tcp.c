@@ -458,6 +458,7 @@ proxy_tcp_accept(struct frontend *fe, int fd, const struct sockaddr *peer,
         return;
     }
     c->rt = rt;
+    c->state = CONN_NEW;
     c->fe = fe;
     c->be = fe->backend;
     backend_ref(c->be);

@@ -270,10 +270,12 @@ backend_dns_lookup(struct backend *be, struct dns_cache_waiter *w)
     now = dns_now();
     for (size_t i = 0; i < be->nnames; i++) {
         struct dns_cache_entry *e = be->names[i].entry;
-        enum dns_cache_result r;
-        if (w != NULL && e->state == DNS_CACHE_RESOLVED)
-            continue;
-        r = dns_cache_lookup_entry(cache, e, now, w);
+        /* The entry's state is aged lazily: only a lookup tells. */
+        enum dns_cache_result r = dns_cache_lookup_entry(cache, e, now, w);
+        if (w != NULL)
+            log_debug("backend %s: no member; %s is %s (%s)", be->name,
+                      e->name, dns_cache_result_name(r),
+                      dns_cache_state_name(e->state));
         if (w != NULL && (r == DNS_CACHE_MISS || r == DNS_CACHE_COALESCED))
             return true;
     }
