@@ -1360,11 +1360,6 @@ config_validate(struct config_ctx *ctx)
 
     for (size_t i = 0; i < cfg->nbackends; i++) {
         struct config_backend *be = &cfg->backends[i];
-        if (be->balance != BALANCE_ROUNDROBIN)
-            config_error_at(ctx,
-                            config_key_line(ctx, SECT_BACKEND, i, "balance"),
-                            "balance %s is not supported yet; use roundrobin",
-                            config_balance_name(be->balance));
         for (size_t s = 0; s < be->nservers; s++) {
             struct config_server *sv = &be->servers[s];
             for (size_t o = 0; o < s; o++)
