@@ -96,6 +96,7 @@ conn_reap(struct runtime *rt)
         struct conn *c = rt->closed;
         rt->closed = c->next;
         backend_unref(c->be);
+        frontend_unref(c->fe);
         free(c);
     }
 }

@@ -4,6 +4,7 @@
  * Exit status (SPEC): 0 clean stop, 1 configuration error or bad option,
  * 2 runtime error at start (cannot bind, out of fds, ...).
  */
+#include <errno.h>
 #include <ev.h>
 #include <getopt.h>
 #include <signal.h>
@@ -40,8 +41,7 @@ static const char usage_text[] =
     "\n"
     "Runs in the foreground and logs to stderr. Signals: SIGTERM/SIGINT stop\n"
     "gracefully (open connections get global.shutdown_timeout to finish);\n"
-    "SIGHUP is logged (reloading is not supported yet: restart to apply a\n"
-    "changed configuration).\n"
+    "SIGHUP reloads the configuration (a bad file keeps the running one).\n"
     "Exit status: 0 clean stop, 1 configuration error, 2 runtime error at "
     "start.\n"
     "Docs: docs/configuration.md, docs/operations.md; example: "
@@ -55,6 +55,7 @@ struct main_state {
     ev_signal sigint;                   /* graceful stop */
     ev_signal sighup;                   /* reload request */
     ev_timer drain;                     /* checks open conns while stopping */
+    const char *path;                   /* configuration file */
     double stop_deadline;               /* end of the graceful stop */
 };
 
@@ -118,14 +119,75 @@ ready_cb(struct runtime *rt)
     log_info("ferry %s started (config %s)", PACKAGE_VERSION, rt->cfg->path);
 }
 
+/* Opens (and closes) an access log path, so a reload can refuse a bad one
+ * before anything changes. */
+static bool
+access_log_writable(const char *target, char *err, size_t errlen)
+{
+    FILE *fp;
+
+    if (target == NULL || strcmp(target, "stderr") == 0)
+        return true;
+    fp = fopen(target, "a");
+    if (fp == NULL) {
+        snprintf(err, errlen, "cannot open access_log %s: %s", target,
+                 strerror(errno));
+        return false;
+    }
+    fclose(fp);
+    return true;
+}
+
+/*
+ * SIGHUP. The whole file is read and validated, and every new address
+ * bound, before anything changes; a bad file keeps the running
+ * configuration. Signals that arrive while this runs are folded into one
+ * by libev, so a burst of SIGHUPs costs one more reload of the newest file.
+ */
 static void
 hup_cb(struct ev_loop *loop, ev_signal *w, int revents)
 {
+    struct main_state *st = w->data;
+    struct runtime *rt = st->rt;
+    struct config_errors errs;
+    struct config *cfg;
+    char err[512];
+
     (void)loop;
-    (void)w;
     (void)revents;
-    log_warn("SIGHUP: reloading is not supported yet; restart ferry to "
-             "apply a changed configuration");
+    if (rt->stopping)
+        return;
+    log_info("SIGHUP: reloading %s", st->path);
+    cfg = config_load(st->path, &errs);
+    if (cfg == NULL) {
+        if (errs.n == 0)
+            log_error("reload failed: %s:0: out of memory", st->path);
+        for (size_t i = 0; i < errs.n; i++)
+            log_error("reload failed: %s", errs.msgs[i]);
+        config_errors_free(&errs);
+        rt->reloads_fail++;
+        log_warn("reload failed; still running the previous configuration");
+        return;
+    }
+    if (cfg->workers != rt->cfg->workers)
+        log_warn("reload: global.workers changed; it takes effect only "
+                 "after a restart");
+    if (!access_log_writable(cfg->access_log, err, sizeof(err)) ||
+        runtime_reload(rt, cfg, err, sizeof(err)) != 0) {
+        log_error("reload failed: %s", err);
+        config_free(cfg);
+        rt->reloads_fail++;
+        log_warn("reload failed; still running the previous configuration");
+        return;
+    }
+    /* The runtime owns cfg now; the rest cannot undo the swap. */
+    log_set_level(cfg->log_level);
+    if (log_access_open(cfg->access_log) != 0)
+        log_error("cannot open access_log %s: %m", cfg->access_log);
+    if (dns_reconfigure(st->dns, cfg, err, sizeof(err)) != 0)
+        log_error("reload: %s; the previous [resolver] settings stay", err);
+    rt->reloads_ok++;
+    log_info("reload done");
 }
 
 int
@@ -219,6 +281,7 @@ main(int argc, char **argv)
     ev_signal_init(&st.sigint, stop_cb, SIGINT);
     ev_signal_init(&st.sighup, hup_cb, SIGHUP);
     st.sigterm.data = st.sigint.data = st.sighup.data = &st;
+    st.path = path;
     ev_signal_start(st.loop, &st.sigterm);
     ev_signal_start(st.loop, &st.sigint);
     ev_signal_start(st.loop, &st.sighup);
@@ -231,6 +294,7 @@ main(int argc, char **argv)
     ev_signal_stop(st.loop, &st.sigterm);
     ev_signal_stop(st.loop, &st.sigint);
     ev_signal_stop(st.loop, &st.sighup);
+    cfg = st.rt->cfg; /* a reload may have replaced it */
     runtime_destroy(st.rt);
     dns_destroy(st.dns);
     config_free(cfg);

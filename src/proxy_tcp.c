@@ -460,6 +460,7 @@ proxy_tcp_accept(struct frontend *fe, int fd, const struct sockaddr *peer,
     c->rt = rt;
     c->state = CONN_NEW;
     c->fe = fe;
+    frontend_ref(fe);
     c->be = fe->backend;
     backend_ref(c->be);
     c->started = ev_now(rt->loop);

@@ -109,17 +109,34 @@ backend_release(struct backend *be, struct member *m,
     member_unref(m);
 }
 
+/* Stops everything that would change the backend: DNS and health. */
+static void
+backend_quiesce(struct backend *be)
+{
+    for (size_t i = 0; i < be->nnames; i++) {
+        dns_cache_unlisten(&be->names[i].lis);
+        dns_cache_cancel(&be->names[i].startw);
+    }
+    health_destroy(be->health);
+    be->health = NULL;
+}
+
+/* The runtime lets go: connections still on it finish, nothing else. */
+static void
+backend_drop(struct backend *be)
+{
+    backend_quiesce(be);
+    be->rt = NULL;
+    backend_unref(be);
+}
+
 void
 backend_unref(struct backend *be)
 {
     if (--be->refs > 0)
         return;
-    for (size_t i = 0; i < be->nnames; i++) {
-        dns_cache_unlisten(&be->names[i].lis);
-        dns_cache_cancel(&be->names[i].startw);
-    }
+    backend_quiesce(be);
     free(be->names);
-    health_destroy(be->health);
     balance_destroy(be->pool.balance);
     pool_deinit(&be->pool);
     free(be->cfg.servers);
@@ -181,12 +198,14 @@ backend_sync_server(struct backend *be, size_t server)
     }
     if (changes == 0)
         return;
+    if (!be->live)
+        return; /* backend_create attaches (or carries over) health */
     /* New members are checked at once and get traffic after a pass. */
     for (size_t i = 0; i < be->pool.n; i++) {
         struct member *m = be->pool.members[i];
         if (m->health == NULL &&
             health_member_attach(be->health, m, s->host,
-                                 ev_now(be->rt->loop)) != 0)
+                                 ev_now(be->loop)) != 0)
             log_error("backend %s: out of memory attaching health checks",
                       be->name);
     }
@@ -243,6 +262,10 @@ backend_add_names(struct backend *be, const struct config *cfg)
             dns_cache_listen(cache, bn->entry, &bn->lis, backend_name_event,
                              bn);
         }
+        /* A name already known (reload, or another backend) fills the
+         * pool now, so the swap never shows an empty pool; the listener's
+         * first delivery then finds nothing to change. */
+        backend_sync_server(be, i);
     }
     return 0;
 }
@@ -291,9 +314,30 @@ backend_first_round(void *arg)
         runtime_phase_check(be->rt);
 }
 
+/* A member of old with the same server line (as written) and address. */
+static struct member *
+backend_find_old(const struct backend *old, const struct member *m)
+{
+    if (old == NULL)
+        return NULL;
+    for (size_t i = 0; i < old->pool.n; i++) {
+        struct member *o = old->pool.members[i];
+        if (strcmp(o->server_spec, m->server_spec) == 0 &&
+            addr_equal((const struct sockaddr *)&o->addr,
+                       (const struct sockaddr *)&m->addr))
+            return o;
+    }
+    return NULL;
+}
+
+/*
+ * Builds a backend; with old (same name, from the configuration being
+ * replaced) members that stay take over old's health state and counters.
+ */
 static struct backend *
 backend_create(struct runtime *rt, const struct config *cfg,
-               const struct config_backend *cb, char *err, size_t errlen)
+               const struct config_backend *cb, struct backend *old,
+               char *err, size_t errlen)
 {
     struct backend *be = calloc(1, sizeof(*be));
     struct health_params hp;
@@ -314,6 +358,7 @@ backend_create(struct runtime *rt, const struct config *cfg,
     memcpy(be->cfg.servers, cb->servers, cb->nservers * sizeof(*cb->servers));
     be->refs = 1;
     be->rt = rt;
+    be->loop = rt->loop;
     be->dns = rt->dns;
     pool_init(&be->pool, be->name, cb->slow_start);
     health_params_from_config(&hp, cb);
@@ -339,21 +384,31 @@ backend_create(struct runtime *rt, const struct config *cfg,
         backend_unref(be);
         return NULL;
     }
-    for (size_t i = 0; i < be->pool.n; i++) {
-        struct member *m = be->pool.members[i];
-        if (health_member_attach(be->health, m, cb->servers[m->server].host,
-                                 ev_now(rt->loop)) != 0) {
-            snprintf(err, errlen, "out of memory");
-            backend_unref(be);
-            return NULL;
-        }
-    }
     if (backend_add_names(be, cfg) != 0) {
         snprintf(err, errlen, "backend %s: cannot set up DNS names",
                  be->name);
         backend_unref(be);
         return NULL;
     }
+    for (size_t i = 0; i < be->pool.n; i++) {
+        struct member *m = be->pool.members[i];
+        struct member *o = backend_find_old(old, m);
+        int rc;
+        if (o != NULL && o->health != NULL) {
+            rc = health_member_move(be->health, o, m);
+            m->stats = o->stats;
+        } else {
+            rc = health_member_attach(be->health, m,
+                                      cb->servers[m->server].host,
+                                      ev_now(rt->loop));
+        }
+        if (rc != 0) {
+            snprintf(err, errlen, "out of memory");
+            backend_unref(be);
+            return NULL;
+        }
+    }
+    be->live = true;
     balance_rebuild(be->pool.balance);
     return be;
 oom:
@@ -365,6 +420,61 @@ oom:
         free(be);
     }
     return NULL;
+}
+
+void
+frontend_ref(struct frontend *fe)
+{
+    fe->refs++;
+}
+
+void
+frontend_unref(struct frontend *fe)
+{
+    if (--fe->refs > 0)
+        return;
+    backend_unref(fe->backend);
+    free(fe->listeners);
+    free(fe);
+}
+
+/* A frontend without listeners; it holds a reference on its backend. */
+static struct frontend *
+frontend_create(struct runtime *rt, const struct config_frontend *cf,
+                struct backend *be)
+{
+    struct frontend *fe = calloc(1, sizeof(*fe));
+
+    if (fe == NULL)
+        return NULL;
+    fe->listeners = calloc(cf->nlisten + 1, sizeof(*fe->listeners));
+    if (fe->listeners == NULL) {
+        free(fe);
+        return NULL;
+    }
+    snprintf(fe->name, sizeof(fe->name), "%s", cf->name);
+    fe->cfg = *cf;
+    /* The config is freed on reload while connections may still use this
+     * frontend: keep nothing that points into it. */
+    fe->cfg.listen = NULL;
+    fe->cfg.tls_cert = fe->cfg.tls_key = NULL;
+    fe->rt = rt;
+    fe->refs = 1;
+    fe->backend = be;
+    backend_ref(be);
+    return fe;
+}
+
+/* The runtime lets go of fe: its listeners close, its connections go on. */
+static void
+frontend_drop(struct runtime *rt, struct frontend *fe)
+{
+    for (size_t j = 0; j < fe->nlisteners; j++)
+        if (fe->listeners[j] != NULL)
+            listener_destroy(rt->loop, fe->listeners[j]);
+    fe->nlisteners = 0;
+    fe->rt = NULL;
+    frontend_unref(fe);
 }
 
 struct runtime *
@@ -388,25 +498,19 @@ runtime_create(struct ev_loop *loop, struct config *cfg, struct dns *dns,
     if (rt->backends == NULL || rt->frontends == NULL)
         goto oom;
     for (size_t i = 0; i < cfg->nbackends; i++) {
-        struct backend *be = backend_create(rt, cfg, &cfg->backends[i], err,
-                                            errlen);
+        struct backend *be = backend_create(rt, cfg, &cfg->backends[i], NULL,
+                                            err, errlen);
         if (be == NULL)
             goto err;
         rt->backends[rt->nbackends++] = be;
     }
     for (size_t i = 0; i < cfg->nfrontends; i++) {
         const struct config_frontend *cf = &cfg->frontends[i];
-        struct frontend *fe = calloc(1, sizeof(*fe));
+        struct frontend *fe =
+            frontend_create(rt, cf, rt->backends[cf->backend]);
         if (fe == NULL)
             goto oom;
         rt->frontends[rt->nfrontends++] = fe;
-        snprintf(fe->name, sizeof(fe->name), "%s", cf->name);
-        fe->cfg = *cf;
-        fe->rt = rt;
-        fe->backend = rt->backends[cf->backend];
-        fe->listeners = calloc(cf->nlisten, sizeof(*fe->listeners));
-        if (fe->listeners == NULL)
-            goto oom;
         for (size_t j = 0; j < cf->nlisten; j++) {
             char lerr[256];
             struct listener *l =
@@ -611,18 +715,194 @@ runtime_destroy(struct runtime *rt)
     ev_check_stop(rt->loop, &rt->reaper);
     ev_timer_stop(rt->loop, &rt->accept_retry);
     ev_timer_stop(rt->loop, &rt->ready_timer);
-    for (size_t i = 0; i < rt->nfrontends; i++) {
-        struct frontend *fe = rt->frontends[i];
-        for (size_t j = 0; j < fe->nlisteners; j++)
-            listener_destroy(rt->loop, fe->listeners[j]);
-        free(fe->listeners);
-        free(fe);
-    }
-    for (size_t i = 0; i < rt->nbackends; i++) {
-        rt->backends[i]->rt = NULL;
-        backend_unref(rt->backends[i]);
-    }
+    for (size_t i = 0; i < rt->nfrontends; i++)
+        frontend_drop(rt, rt->frontends[i]);
+    for (size_t i = 0; i < rt->nbackends; i++)
+        backend_drop(rt->backends[i]);
     free(rt->frontends);
     free(rt->backends);
     free(rt);
+}
+
+/* The listener of the running configuration on exactly this address. */
+static struct listener *
+runtime_find_listener(struct runtime *rt, const struct config_addr *a)
+{
+    for (size_t i = 0; i < rt->nfrontends; i++) {
+        struct frontend *fe = rt->frontends[i];
+        for (size_t j = 0; j < fe->nlisteners; j++) {
+            struct listener *l = fe->listeners[j];
+            if (l != NULL && l->addr.len == a->len &&
+                memcmp(&l->addr.ss, &a->ss, a->len) == 0)
+                return l;
+        }
+    }
+    return NULL;
+}
+
+static void
+runtime_forget_listener(struct runtime *rt, struct listener *l)
+{
+    for (size_t i = 0; i < rt->nfrontends; i++) {
+        struct frontend *fe = rt->frontends[i];
+        for (size_t j = 0; j < fe->nlisteners; j++)
+            if (fe->listeners[j] == l)
+                fe->listeners[j] = NULL;
+    }
+}
+
+static struct backend *
+runtime_find_backend(struct runtime *rt, const char *name)
+{
+    for (size_t i = 0; i < rt->nbackends; i++)
+        if (strcmp(rt->backends[i]->name, name) == 0)
+            return rt->backends[i];
+    return NULL;
+}
+
+/*
+ * Reload in two steps. Prepare builds every new object and binds every new
+ * address without touching the running ones (so a failure changes
+ * nothing); commit then moves kept listening sockets over, swaps the
+ * arrays and lets the old objects go.
+ */
+int
+runtime_reload(struct runtime *rt, struct config *cfg, char *err,
+               size_t errlen)
+{
+    struct backend **bes = calloc(cfg->nbackends + 1, sizeof(*bes));
+    struct frontend **fes = calloc(cfg->nfrontends + 1, sizeof(*fes));
+    bool **fresh = calloc(cfg->nfrontends + 1, sizeof(*fresh));
+    struct listener ***ls = calloc(cfg->nfrontends + 1, sizeof(*ls));
+    size_t nbes = 0, nfes = 0, added = 0, kept = 0, closed = 0;
+    size_t members_before = 0, members_after = 0;
+
+    if (bes == NULL || fes == NULL || fresh == NULL || ls == NULL) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
+    /* Bind new addresses first: it is the step that fails in practice, and
+     * nothing running has been touched yet. */
+    for (size_t i = 0; i < cfg->nfrontends; i++) {
+        const struct config_frontend *cf = &cfg->frontends[i];
+        fresh[i] = calloc(cf->nlisten + 1, sizeof(**fresh));
+        ls[i] = calloc(cf->nlisten + 1, sizeof(**ls));
+        if (fresh[i] == NULL || ls[i] == NULL) {
+            snprintf(err, errlen, "out of memory");
+            goto fail;
+        }
+        for (size_t j = 0; j < cf->nlisten; j++) {
+            char lerr[256];
+            ls[i][j] = runtime_find_listener(rt, &cf->listen[j]);
+            if (ls[i][j] != NULL)
+                continue;
+            ls[i][j] = listener_create(rt->loop, &cf->listen[j], NULL, lerr,
+                                       sizeof(lerr));
+            if (ls[i][j] == NULL) {
+                snprintf(err, errlen, "frontend %s: %s", cf->name, lerr);
+                goto fail;
+            }
+            fresh[i][j] = true;
+        }
+    }
+    for (size_t i = 0; i < cfg->nbackends; i++) {
+        struct backend *old = runtime_find_backend(rt, cfg->backends[i].name);
+        bes[i] = backend_create(rt, cfg, &cfg->backends[i], old, err, errlen);
+        if (bes[i] == NULL)
+            goto fail;
+        nbes++;
+    }
+    for (size_t i = 0; i < cfg->nfrontends; i++) {
+        const struct config_frontend *cf = &cfg->frontends[i];
+        struct frontend *fe = frontend_create(rt, cf, bes[cf->backend]);
+        if (fe == NULL) {
+            snprintf(err, errlen, "out of memory");
+            goto fail;
+        }
+        fes[nfes++] = fe;
+    }
+
+    /* Commit: nothing below can fail. */
+    for (size_t i = 0; i < rt->nbackends; i++)
+        members_before += rt->backends[i]->pool.n;
+    for (size_t i = 0; i < nfes; i++) {
+        struct frontend *fe = fes[i];
+        for (size_t j = 0; j < cfg->frontends[i].nlisten; j++) {
+            struct listener *l = ls[i][j];
+            fe->listeners[fe->nlisteners++] = l;
+            if (!fresh[i][j]) {
+                /* Same socket, new owner: no connection is refused. */
+                kept++;
+                runtime_forget_listener(rt, l);
+            }
+            l->fe = fe;
+            if (fresh[i][j]) {
+                added++;
+                if (!rt->accept_paused && !rt->stopping)
+                    listener_start(rt->loop, l);
+                log_info("reload: frontend %s now also listens on %s",
+                         fe->name, l->addr.text);
+            }
+        }
+    }
+    for (size_t i = 0; i < rt->nfrontends; i++) {
+        struct frontend *fe = rt->frontends[i];
+        for (size_t j = 0; j < fe->nlisteners; j++)
+            if (fe->listeners[j] != NULL) {
+                log_info("reload: %s is no longer listened on",
+                         fe->listeners[j]->addr.text);
+                closed++;
+            }
+        frontend_drop(rt, fe);
+    }
+    for (size_t i = 0; i < rt->nbackends; i++) {
+        bool still = false;
+        for (size_t k = 0; k < nbes; k++)
+            still |= strcmp(bes[k]->name, rt->backends[i]->name) == 0;
+        if (!still)
+            log_info("reload: backend %s removed", rt->backends[i]->name);
+        backend_drop(rt->backends[i]);
+    }
+    free(rt->frontends);
+    free(rt->backends);
+    rt->frontends = fes;
+    rt->nfrontends = nfes;
+    rt->backends = bes;
+    rt->nbackends = nbes;
+    config_free(rt->cfg);
+    rt->cfg = cfg;
+    for (size_t i = 0; i < nbes; i++)
+        members_after += bes[i]->pool.n;
+    for (size_t i = 0; i < cfg->nfrontends; i++) {
+        free(fresh[i]);
+        free(ls[i]);
+    }
+    free(fresh);
+    free(ls);
+    log_info("reload: %zu frontends, %zu backends; listeners %zu kept, %zu "
+             "added, %zu closed; members %zu -> %zu",
+             nfes, nbes, kept, added, closed, members_before, members_after);
+    return 0;
+
+fail:
+    for (size_t i = 0; i < nfes; i++) {
+        fes[i]->rt = NULL;
+        frontend_unref(fes[i]);
+    }
+    for (size_t i = 0; i < nbes; i++)
+        backend_drop(bes[i]);
+    for (size_t i = 0; ls != NULL && i < cfg->nfrontends; i++) {
+        for (size_t j = 0;
+             ls[i] != NULL && fresh[i] != NULL && j < cfg->frontends[i].nlisten;
+             j++)
+            if (fresh[i][j])
+                listener_destroy(rt->loop, ls[i][j]);
+        free(ls[i]);
+        free(fresh[i]);
+    }
+    free(ls);
+    free(fresh);
+    free(fes);
+    free(bes);
+    return -1;
 }

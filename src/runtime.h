@@ -44,6 +44,8 @@ struct backend {
     size_t nnames;                      /* entries in names */
     unsigned refs;                      /* runtime + connections */
     struct runtime *rt;                 /* owner (NULL once dropped) */
+    struct ev_loop *loop;               /* loop its timers run on */
+    bool live;                          /* built: new members get checks */
 };
 
 struct frontend_stats {
@@ -59,6 +61,7 @@ struct frontend {
     size_t nlisteners;                  /* entries in listeners */
     struct frontend_stats stats;        /* counters */
     struct runtime *rt;                 /* owner */
+    unsigned refs;                      /* runtime + connections */
 };
 
 struct runtime {
@@ -80,6 +83,8 @@ struct runtime {
     void (*ready_cb)(struct runtime *rt); /* runtime_prepare's callback */
     ev_timer ready_timer;               /* bounds the start-up phases */
     int ready_phase;                    /* RUNTIME_PHASE_* */
+    uint64_t reloads_ok;                /* ferry_config_reloads_total */
+    uint64_t reloads_fail;              /* ferry_config_reloads_total */
 };
 
 /*
@@ -102,6 +107,17 @@ void runtime_stop_listening(struct runtime *rt);
 /* Closes every open connection at once (end of a graceful stop). */
 void runtime_close_all(struct runtime *rt);
 void runtime_destroy(struct runtime *rt);
+/*
+ * Takes cfg over atomically (SPEC: Reload): listeners on unchanged
+ * addresses keep their sockets, open connections finish on the frontend
+ * and backend they started with, members whose backend and address are
+ * unchanged keep health state and counters, and names keep their DNS
+ * state. On failure (a new address cannot be bound, ENOMEM) nothing
+ * changed, -1 is returned with a message in err, and cfg is not used.
+ * On success the runtime owns cfg and the old config is freed.
+ */
+int runtime_reload(struct runtime *rt, struct config *cfg, char *err,
+                   size_t errlen);
 
 /* Connection accounting used by the accept path (max_connections). */
 void runtime_conn_opened(struct runtime *rt);
@@ -111,6 +127,8 @@ void runtime_accept_exhausted(struct runtime *rt);
 
 void backend_ref(struct backend *be);
 void backend_unref(struct backend *be);
+void frontend_ref(struct frontend *fe);
+void frontend_unref(struct frontend *fe);
 /*
  * Gives back a member picked with balance_pick, with the outcome of what
  * was done with it; feeds the passive health window.
