@@ -1,17 +1,222 @@
 /*
  * main: command line, start order, signals, exit codes.
+ *
+ * Exit status (SPEC): 0 clean stop, 1 configuration error or bad option,
+ * 2 runtime error at start (cannot bind, out of fds, ...).
  */
+#include <ev.h>
+#include <getopt.h>
+#include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "buf.h"
 #include "config.h"
+#include "log.h"
+#include "runtime.h"
+
+#include "autoconfig.h"
+
+#define EXIT_CONFIG 1
+#define EXIT_RUNTIME 2
+
+static const char usage_text[] =
+    "Usage: ferry [-c FILE] [-t] [-V] [-h]\n"
+    "\n"
+    "A TCP and HTTP load balancer whose backends are DNS names.\n"
+    "\n"
+    "  -c, --config FILE   configuration file (default: " CONFIG_DEFAULT_PATH
+    ")\n"
+    "  -t, --test          check the configuration: print \"configuration "
+    "OK\"\n"
+    "                      and exit 0, or print FILE:LINE: message errors "
+    "and\n"
+    "                      exit 1\n"
+    "  -V, --version       print the version and exit\n"
+    "  -h, --help          print this help and exit\n"
+    "\n"
+    "Runs in the foreground and logs to stderr. Signals: SIGTERM/SIGINT stop\n"
+    "gracefully (open connections get global.shutdown_timeout to finish);\n"
+    "SIGHUP is logged (reloading is not supported yet: restart to apply a\n"
+    "changed configuration).\n"
+    "Exit status: 0 clean stop, 1 configuration error, 2 runtime error at "
+    "start.\n"
+    "Docs: docs/configuration.md, docs/operations.md; example: "
+    "lb.conf.example\n";
+
+struct main_state {
+    struct ev_loop *loop;               /* the event loop */
+    struct runtime *rt;                 /* what is running */
+    ev_signal sigterm;                  /* graceful stop */
+    ev_signal sigint;                   /* graceful stop */
+    ev_signal sighup;                   /* reload request */
+    ev_timer drain;                     /* checks open conns while stopping */
+    double stop_deadline;               /* end of the graceful stop */
+};
+
+static void
+print_errors(const char *path, struct config_errors *errs)
+{
+    if (errs->n == 0)
+        fprintf(stderr, "%s:0: out of memory\n", path);
+    for (size_t i = 0; i < errs->n; i++)
+        fprintf(stderr, "%s\n", errs->msgs[i]);
+}
+
+static void
+drain_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    struct main_state *st = w->data;
+
+    (void)revents;
+    if (st->rt->active_conns == 0) {
+        log_info("all connections closed; exiting");
+        ev_break(loop, EVBREAK_ALL);
+        return;
+    }
+    if (ev_now(loop) >= st->stop_deadline) {
+        log_warn("shutdown_timeout reached; closing %u connections",
+                 st->rt->active_conns);
+        runtime_close_all(st->rt);
+        ev_break(loop, EVBREAK_ALL);
+        return;
+    }
+    ev_timer_again(loop, w);
+}
+
+static void
+stop_cb(struct ev_loop *loop, ev_signal *w, int revents)
+{
+    struct main_state *st = w->data;
+
+    (void)revents;
+    if (st->rt->stopping) {
+        log_info("second stop signal; exiting now");
+        runtime_close_all(st->rt);
+        ev_break(loop, EVBREAK_ALL);
+        return;
+    }
+    log_info("signal %d: stopping (waiting up to %.0fs for %u connections)",
+             w->signum, st->rt->cfg->shutdown_timeout, st->rt->active_conns);
+    runtime_stop_listening(st->rt);
+    st->stop_deadline = ev_now(loop) + st->rt->cfg->shutdown_timeout;
+    /* Polling at 50 ms keeps the stop prompt without per-conn hooks. */
+    ev_timer_init(&st->drain, drain_cb, 0, 0.05);
+    st->drain.data = st;
+    ev_timer_again(loop, &st->drain);
+    ev_feed_event(loop, &st->drain, EV_TIMER);
+}
+
+static void
+hup_cb(struct ev_loop *loop, ev_signal *w, int revents)
+{
+    (void)loop;
+    (void)w;
+    (void)revents;
+    log_warn("SIGHUP: reloading is not supported yet; restart ferry to "
+             "apply a changed configuration");
+}
 
 int
 main(int argc, char **argv)
 {
-    if (argc > 1 && strcmp(argv[1], "-V") == 0) {
-        printf("ferry %s\n", "0.1.0");
+    static const struct option longopts[] = {
+        {"config", required_argument, NULL, 'c'},
+        {"test", no_argument, NULL, 't'},
+        {"version", no_argument, NULL, 'V'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *path = CONFIG_DEFAULT_PATH;
+    struct config_errors errs;
+    struct main_state st;
+    struct config *cfg;
+    char err[512];
+    bool test_only = false;
+    int opt;
+
+    while ((opt = getopt_long(argc, argv, "c:tVh", longopts, NULL)) != -1) {
+        switch (opt) {
+        case 'c':
+            path = optarg;
+            break;
+        case 't':
+            test_only = true;
+            break;
+        case 'V':
+            printf("ferry %s\n", PACKAGE_VERSION);
+            return 0;
+        case 'h':
+            fputs(usage_text, stdout);
+            return 0;
+        default:
+            fputs(usage_text, stderr);
+            return EXIT_CONFIG;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "ferry: unexpected argument '%s'\n", argv[optind]);
+        fputs(usage_text, stderr);
+        return EXIT_CONFIG;
+    }
+
+    cfg = config_load(path, &errs);
+    if (cfg == NULL) {
+        print_errors(path, &errs);
+        config_errors_free(&errs);
+        return EXIT_CONFIG;
+    }
+    if (test_only) {
+        printf("configuration OK\n");
+        config_free(cfg);
         return 0;
     }
-    return 1;
+
+    signal(SIGPIPE, SIG_IGN);
+    log_set_level(cfg->log_level);
+    if (log_access_open(cfg->access_log) != 0) {
+        log_error("cannot open access_log %s: %m", cfg->access_log);
+        config_free(cfg);
+        return EXIT_RUNTIME;
+    }
+
+    memset(&st, 0, sizeof(st));
+    st.loop = ev_default_loop(EVFLAG_AUTO);
+    if (st.loop == NULL) {
+        log_error("cannot create the event loop");
+        config_free(cfg);
+        return EXIT_RUNTIME;
+    }
+    st.rt = runtime_create(st.loop, cfg, err, sizeof(err));
+    if (st.rt == NULL) {
+        log_error("%s", err);
+        config_free(cfg);
+        log_access_close();
+        return EXIT_RUNTIME;
+    }
+
+    ev_signal_init(&st.sigterm, stop_cb, SIGTERM);
+    ev_signal_init(&st.sigint, stop_cb, SIGINT);
+    ev_signal_init(&st.sighup, hup_cb, SIGHUP);
+    st.sigterm.data = st.sigint.data = st.sighup.data = &st;
+    ev_signal_start(st.loop, &st.sigterm);
+    ev_signal_start(st.loop, &st.sigint);
+    ev_signal_start(st.loop, &st.sighup);
+
+    runtime_start(st.rt);
+    log_info("ferry %s started (config %s)", PACKAGE_VERSION, path);
+    ev_run(st.loop, 0);
+
+    ev_timer_stop(st.loop, &st.drain);
+    ev_signal_stop(st.loop, &st.sigterm);
+    ev_signal_stop(st.loop, &st.sigint);
+    ev_signal_stop(st.loop, &st.sighup);
+    runtime_destroy(st.rt);
+    config_free(cfg);
+    buf_drain_free_list();
+    log_access_close();
+    ev_loop_destroy(st.loop);
+    log_info("stopped");
+    return 0;
 }

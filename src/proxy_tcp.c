@@ -1,0 +1,431 @@
+/*
+ * proxy_tcp: L4 proxy (see proxy_tcp.h and the state diagram in conn.h).
+ *
+ * Each side owns the buffer of bytes read from it. Reading a side stops
+ * while its buffer waits for the peer to take it (back-pressure), so a
+ * connection never holds more than one buffer per direction. A read of 0
+ * (FIN) is forwarded as shutdown(SHUT_WR) once the buffer is drained, so
+ * half-closed streams work both ways; the conn ends when both directions
+ * have ended.
+ */
+#include "proxy_tcp.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <arpa/inet.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "conn.h"
+#include "log.h"
+#include "runtime.h"
+
+#define SIDE_OF(w, field)                                                    \
+    ((struct conn_side *)((char *)(w) - offsetof(struct conn_side, field)))
+
+static void proxy_tcp_connect_next(struct conn *c);
+
+/* Gives up on the member being connected to and tries the next one. */
+static void
+connect_abandon(struct conn *c, enum balance_outcome why)
+{
+    c->member->stats.connect_errors++;
+    balance_tried_add(&c->tried, c->member);
+    balance_release(c->be->pool.balance, c->member, why);
+    c->member = NULL;
+    ev_io_stop(c->rt->loop, &c->server.wio);
+    if (c->server.fd >= 0)
+        close(c->server.fd);
+    c->server.fd = -1;
+    proxy_tcp_connect_next(c);
+}
+
+static struct conn *
+conn_of_side(struct conn_side *s)
+{
+    return s->rio.data;
+}
+
+static struct conn_side *
+peer_of(struct conn *c, struct conn_side *s)
+{
+    return s == &c->client ? &c->server : &c->client;
+}
+
+static void
+touch(struct conn *c, struct conn_side *s)
+{
+    s->last = ev_now(c->rt->loop);
+}
+
+/* Everything read from `from` has been delivered: forward its FIN. */
+static void
+forward_eof(struct conn *c, struct conn_side *from)
+{
+    struct conn_side *to = peer_of(c, from);
+
+    if (!from->eof || to->shut || (from->buf && buf_len(from->buf) > 0))
+        return;
+    shutdown(to->fd, SHUT_WR);
+    to->shut = true;
+    if (c->client.eof && c->server.eof && c->client.shut && c->server.shut)
+        conn_close(c, "done");
+}
+
+/*
+ * Writes what `from` buffered to its peer. Returns 0 when all was written,
+ * 1 when the peer is full (write watcher armed), -1 when the conn closed.
+ */
+static int
+flush(struct conn *c, struct conn_side *from)
+{
+    struct conn_side *to = peer_of(c, from);
+    struct buf *b = from->buf;
+
+    while (b != NULL && buf_len(b) > 0) {
+        ssize_t n = send(to->fd, b->data + b->start, buf_len(b),
+                         MSG_NOSIGNAL);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                ev_io_stop(c->rt->loop, &from->rio);
+                ev_io_start(c->rt->loop, &to->wio);
+                return 1;
+            }
+            conn_close(c, to == &c->client ? "client write error"
+                                            : "server write error");
+            return -1;
+        }
+        b->start += (size_t)n;
+        touch(c, to);
+    }
+    /* Drained: give the buffer back so idle conns hold no memory. */
+    buf_put(from->buf);
+    from->buf = NULL;
+    ev_io_stop(c->rt->loop, &to->wio);
+    if (!from->eof)
+        ev_io_start(c->rt->loop, &from->rio);
+    forward_eof(c, from);
+    return 0;
+}
+
+static void
+side_read_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+    struct conn_side *s = SIDE_OF(w, rio);
+    struct conn *c = conn_of_side(s);
+    ssize_t n;
+
+    (void)loop;
+    (void)revents;
+    if (s->buf == NULL && (s->buf = buf_get()) == NULL) {
+        conn_close(c, "out of memory");
+        return;
+    }
+    n = recv(s->fd, s->buf->data + s->buf->end, buf_room(s->buf), 0);
+    if (n < 0) {
+        if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+            return;
+        conn_close(c, s == &c->client ? "client reset" : "server reset");
+        return;
+    }
+    touch(c, s);
+    if (n == 0) {
+        s->eof = true;
+        ev_io_stop(loop, &s->rio);
+        forward_eof(c, s);
+        return;
+    }
+    s->buf->end += (size_t)n;
+    s->bytes_in += (uint64_t)n;
+    flush(c, s);
+}
+
+static void
+side_write_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+    struct conn_side *to = SIDE_OF(w, wio);
+    struct conn *c = conn_of_side(to);
+
+    (void)loop;
+    (void)revents;
+    flush(c, peer_of(c, to));
+}
+
+/* Arms the single timer for whichever deadline comes first. */
+static void
+conn_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    struct conn *c = (struct conn *)((char *)w - offsetof(struct conn, timer));
+    double now = ev_now(loop), next;
+
+    (void)revents;
+    if (c->state == CONN_CONNECTING) {
+        double at = c->connect_started + c->be->cfg.timeout_connect;
+        if (now >= at) {
+            log_debug("backend %s: connect to %s timed out", c->be->name,
+                      c->member->addr_text);
+            connect_abandon(c, BALANCE_TIMEOUT);
+            return;
+        }
+        next = at;
+    } else {
+        double ca = c->client.last + c->fe->cfg.timeout_client;
+        double sa = c->server.last + c->be->cfg.timeout_server;
+        if (now >= ca) {
+            conn_close(c, "client timeout");
+            return;
+        }
+        if (now >= sa) {
+            conn_close(c, "server timeout");
+            return;
+        }
+        next = ca < sa ? ca : sa;
+    }
+    ev_timer_set(w, next - now, 0);
+    ev_timer_start(loop, w);
+}
+
+static void
+conn_arm_timer(struct conn *c, double after)
+{
+    ev_timer_stop(c->rt->loop, &c->timer);
+    ev_timer_set(&c->timer, after, 0);
+    ev_timer_start(c->rt->loop, &c->timer);
+}
+
+size_t
+proxy_protocol_header(int version, const struct sockaddr *src,
+                      const struct sockaddr *dst, char *out, size_t outlen)
+{
+    static const char sig[12] = "\r\n\r\n\0\r\nQUIT\n";
+    char sip[INET6_ADDRSTRLEN], dip[INET6_ADDRSTRLEN];
+    int n;
+
+    if (version == 1) {
+        if (src->sa_family == AF_INET && dst->sa_family == AF_INET) {
+            const struct sockaddr_in *s = (const void *)src;
+            const struct sockaddr_in *d = (const void *)dst;
+            inet_ntop(AF_INET, &s->sin_addr, sip, sizeof(sip));
+            inet_ntop(AF_INET, &d->sin_addr, dip, sizeof(dip));
+            n = snprintf(out, outlen, "PROXY TCP4 %s %s %u %u\r\n", sip, dip,
+                         ntohs(s->sin_port), ntohs(d->sin_port));
+        } else if (src->sa_family == AF_INET6 && dst->sa_family == AF_INET6) {
+            const struct sockaddr_in6 *s = (const void *)src;
+            const struct sockaddr_in6 *d = (const void *)dst;
+            inet_ntop(AF_INET6, &s->sin6_addr, sip, sizeof(sip));
+            inet_ntop(AF_INET6, &d->sin6_addr, dip, sizeof(dip));
+            n = snprintf(out, outlen, "PROXY TCP6 %s %s %u %u\r\n", sip, dip,
+                         ntohs(s->sin6_port), ntohs(d->sin6_port));
+        } else {
+            n = snprintf(out, outlen, "PROXY UNKNOWN\r\n");
+        }
+        return n > 0 && (size_t)n < outlen ? (size_t)n : 0;
+    }
+
+    /* v2: signature, version/command, family/protocol, length, addresses. */
+    if (outlen < 16 + 36)
+        return 0;
+    memcpy(out, sig, 12);
+    out[12] = 0x21; /* version 2, PROXY */
+    if (src->sa_family == AF_INET && dst->sa_family == AF_INET) {
+        const struct sockaddr_in *s = (const void *)src;
+        const struct sockaddr_in *d = (const void *)dst;
+        out[13] = 0x11; /* AF_INET, STREAM */
+        out[14] = 0;
+        out[15] = 12;
+        memcpy(out + 16, &s->sin_addr, 4);
+        memcpy(out + 20, &d->sin_addr, 4);
+        memcpy(out + 24, &s->sin_port, 2);
+        memcpy(out + 26, &d->sin_port, 2);
+        return 28;
+    }
+    if (src->sa_family == AF_INET6 && dst->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *s = (const void *)src;
+        const struct sockaddr_in6 *d = (const void *)dst;
+        out[13] = 0x21; /* AF_INET6, STREAM */
+        out[14] = 0;
+        out[15] = 36;
+        memcpy(out + 16, &s->sin6_addr, 16);
+        memcpy(out + 32, &d->sin6_addr, 16);
+        memcpy(out + 48, &s->sin6_port, 2);
+        memcpy(out + 50, &d->sin6_port, 2);
+        return 52;
+    }
+    out[13] = 0x00; /* UNSPEC */
+    out[14] = 0;
+    out[15] = 0;
+    return 16;
+}
+
+static void
+conn_tunnel(struct conn *c)
+{
+    struct ev_loop *loop = c->rt->loop;
+    double now = ev_now(loop);
+    int one = 1;
+
+    conn_set_state(c, CONN_TUNNEL);
+    ev_io_stop(loop, &c->server.wio);
+    ev_io_set(&c->server.rio, c->server.fd, EV_READ);
+    ev_io_set(&c->server.wio, c->server.fd, EV_WRITE);
+    setsockopt(c->server.fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    c->member->stats.requests++;
+    c->client.last = c->server.last = now;
+
+    if (c->fe->cfg.proxy_protocol != PROXY_PROTOCOL_OFF) {
+        struct sockaddr_storage local;
+        socklen_t len = sizeof(local);
+        struct buf *b = buf_get();
+        if (b == NULL || getsockname(c->client.fd, (struct sockaddr *)&local,
+                                     &len) != 0) {
+            buf_put(b);
+            conn_close(c, "proxy protocol error");
+            return;
+        }
+        b->end = proxy_protocol_header(
+            c->fe->cfg.proxy_protocol == PROXY_PROTOCOL_V1 ? 1 : 2,
+            (struct sockaddr *)&c->peer, (struct sockaddr *)&local, b->data,
+            BUF_SIZE);
+        c->client.buf = b;
+        if (flush(c, &c->client) < 0)
+            return;
+    } else {
+        ev_io_start(loop, &c->client.rio);
+    }
+    ev_io_start(loop, &c->server.rio);
+    conn_arm_timer(c, c->fe->cfg.timeout_client < c->be->cfg.timeout_server
+                          ? c->fe->cfg.timeout_client
+                          : c->be->cfg.timeout_server);
+}
+
+static void
+connect_failed(struct conn *c, int err)
+{
+    log_debug("backend %s: connect to %s failed: %s", c->be->name,
+              c->member->addr_text, strerror(err));
+    connect_abandon(c, BALANCE_CONNECT_ERROR);
+}
+
+static void
+connect_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+    struct conn_side *s = SIDE_OF(w, wio);
+    struct conn *c = conn_of_side(s);
+    int err = 0;
+    socklen_t len = sizeof(err);
+
+    (void)loop;
+    (void)revents;
+    if (getsockopt(s->fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0)
+        err = errno;
+    if (err != 0) {
+        connect_failed(c, err);
+        return;
+    }
+    ev_io_stop(loop, w);
+    ev_set_cb(w, side_write_cb);
+    conn_tunnel(c);
+}
+
+/* Picks the next member not yet tried and starts a non-blocking connect. */
+static void
+proxy_tcp_connect_next(struct conn *c)
+{
+    struct ev_loop *loop = c->rt->loop;
+    struct balance_ctx ctx = {0};
+    struct member *m;
+    int fd;
+
+    if (c->attempts > c->be->cfg.retries) {
+        conn_close(c, "retries exhausted");
+        return;
+    }
+    ctx.tried = &c->tried;
+    ctx.now = ev_now(loop);
+    if (c->be->cfg.balance == BALANCE_HASH) {
+        /* client_ip is the only key a TCP frontend can hash on. */
+        if (c->peer.ss_family == AF_INET6) {
+            ctx.key = &((struct sockaddr_in6 *)&c->peer)->sin6_addr;
+            ctx.keylen = 16;
+        } else {
+            ctx.key = &((struct sockaddr_in *)&c->peer)->sin_addr;
+            ctx.keylen = 4;
+        }
+    }
+    m = balance_pick(c->be->pool.balance, &ctx);
+    if (m == NULL) {
+        conn_close(c, c->attempts == 0 ? "no member up" : "retries exhausted");
+        return;
+    }
+    c->member = m;
+    c->attempts++;
+    conn_set_state(c, CONN_CONNECTING);
+    c->connect_started = ev_now(loop);
+    fd = socket(m->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
+                0);
+    if (fd < 0) {
+        int err = errno;
+        balance_release(c->be->pool.balance, m, BALANCE_ABORTED);
+        c->member = NULL;
+        log_warn("backend %s: socket: %s", c->be->name, strerror(err));
+        conn_close(c, "out of sockets");
+        return;
+    }
+    c->server.fd = fd;
+    ev_io_init(&c->server.rio, side_read_cb, fd, EV_READ);
+    ev_io_init(&c->server.wio, connect_cb, fd, EV_WRITE);
+    c->server.rio.data = c;
+    c->server.wio.data = c;
+    if (connect(fd, (struct sockaddr *)&m->addr, m->addrlen) != 0 &&
+        errno != EINPROGRESS) {
+        connect_failed(c, errno);
+        return;
+    }
+    ev_io_start(loop, &c->server.wio);
+    conn_arm_timer(c, c->be->cfg.timeout_connect);
+}
+
+void
+proxy_tcp_accept(struct frontend *fe, int fd, const struct sockaddr *peer,
+                 socklen_t peerlen)
+{
+    struct runtime *rt = fe->rt;
+    struct conn *c = calloc(1, sizeof(*c));
+    int one = 1;
+
+    if (c == NULL) {
+        close(fd);
+        runtime_conn_closed(rt);
+        return;
+    }
+    c->rt = rt;
+    c->fe = fe;
+    c->be = fe->backend;
+    backend_ref(c->be);
+    c->started = ev_now(rt->loop);
+    memcpy(&c->peer, peer, peerlen);
+    c->peerlen = peerlen;
+    addr_format(peer, c->peer_text, sizeof(c->peer_text));
+    c->client.fd = fd;
+    c->server.fd = -1;
+    ev_io_init(&c->client.rio, side_read_cb, fd, EV_READ);
+    ev_io_init(&c->client.wio, side_write_cb, fd, EV_WRITE);
+    c->client.rio.data = c;
+    c->client.wio.data = c;
+    ev_init(&c->timer, conn_timer_cb);
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+
+    c->next = rt->conns;
+    if (rt->conns != NULL)
+        rt->conns->prev = c;
+    rt->conns = c;
+    fe->stats.connections_total++;
+    fe->stats.active++;
+    proxy_tcp_connect_next(c);
+}
