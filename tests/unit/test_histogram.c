@@ -12,8 +12,12 @@
 
 #include "histogram.h"
 
-#define assert_close(a, b)                                                   \
-    assert_true(fabs((a) - (b)) <= 1e-12 + 1e-9 * fabs(b))
+static void
+assert_close(double a, double b)
+{
+    if (!(fabs(a - b) <= 1e-12 + 1e-9 * fabs(b)))
+        fail_msg("%.17g != %.17g", a, b);
+}
 
 static void
 test_tables(void **state)
