@@ -118,7 +118,8 @@ test_render(void **state)
     assert_string_equal(
         sb.data,
         "ferry_dns_query_seconds_bucket{name=\"db.internal\",le=\"0.0001\"} 1\n"
-        "ferry_dns_query_seconds_bucket{name=\"db.internal\",le=\"0.00025\"} 1\n"
+        "ferry_dns_query_seconds_bucket{name=\"db.internal\","
+        "le=\"0.00025\"} 1\n"
         "ferry_dns_query_seconds_bucket{name=\"db.internal\",le=\"0.0005\"} 1\n"
         "ferry_dns_query_seconds_bucket{name=\"db.internal\",le=\"0.001\"} 1\n"
         "ferry_dns_query_seconds_bucket{name=\"db.internal\",le=\"0.0025\"} 1\n"

@@ -706,7 +706,8 @@ test_detach_and_create_from_fd(void **state)
         fail_msg("%s", err);
     assert_int_equal(stats_server_fd(f->srv), fd);
     add_routes(f);
-    roundtrip(f, &c, "GET /metrics HTTP/1.1\r\nAuthorization: Bearer t\r\n\r\n");
+    roundtrip(f, &c,
+              "GET /metrics HTTP/1.1\r\nAuthorization: Bearer t\r\n\r\n");
     assert_int_equal(status_of(&c), 200);
     client_free(&c);
 
