@@ -3,7 +3,8 @@
 set -eu
 PKGS="build-essential autoconf automake libtool pkg-config
 libev-dev libc-ares-dev libssl-dev libinih-dev libxxhash-dev libcmocka-dev
-python3 python3-pytest curl procps iproute2 openssl dnsmasq-base clang"
+python3 python3-pytest curl procps iproute2 openssl dnsmasq-base clang
+prometheus chromium"
 missing=""
 for p in $PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" ||

@@ -822,9 +822,8 @@ static const struct config_key config_keys[] = {
     {SECT_GLOBAL, "log_level", p_log_level, G(log_level), 0, NULL},
     {SECT_GLOBAL, "access_log", p_access_log, G(access_log), 0, NULL},
 
-    {SECT_STATS, "listen", p_stats_listen, G(stats_listen), 0,
-     "the stats endpoint"},
-    {SECT_STATS, "token", p_token, G(stats_token), 0, "the stats endpoint"},
+    {SECT_STATS, "listen", p_stats_listen, G(stats_listen), 0, NULL},
+    {SECT_STATS, "token", p_token, G(stats_token), 0, NULL},
 
     {SECT_RESOLVER, "nameservers", p_nameservers, WHOLE, 0, NULL},
     {SECT_RESOLVER, "hosts_file", p_path_or_off, G(hosts_file), 0, NULL},

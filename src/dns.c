@@ -31,16 +31,8 @@ struct dns {
     uint64_t rng;                       /* xorshift state for jitter */
     struct dns_name_stats *names;       /* upstream query stats by name */
     size_t nnames;                      /* entries in names */
-    dns_query_hook on_query;            /* stats hook, may be NULL */
-    void *on_query_arg;                 /* its argument */
 };
 
-void
-dns_set_query_hook(struct dns *d, dns_query_hook fn, void *arg)
-{
-    d->on_query = fn;
-    d->on_query_arg = arg;
-}
 
 double
 dns_now(void)
@@ -107,6 +99,7 @@ dns_name_stats_get(struct dns *d, const char *name)
         return NULL;
     d->names = grown;
     memset(&d->names[d->nnames], 0, sizeof(d->names[0]));
+    histogram_init(&d->names[d->nnames].hist, &histogram_dns);
     snprintf(d->names[d->nnames].name, sizeof(d->names[0].name), "%s", name);
     return &d->names[d->nnames++];
 }
@@ -129,10 +122,7 @@ dns_count_query(struct dns *d, const struct resolver_result *r,
     if (!r->sent || (ns = dns_name_stats_get(d, r->name)) == NULL)
         return;
     ns->upstream[st]++;
-    ns->seconds_sum += r->duration;
-    ns->seconds_count++;
-    if (d->on_query != NULL)
-        d->on_query(d->on_query_arg, ns, r->duration);
+    histogram_observe(&ns->hist, r->duration);
 }
 
 static void

@@ -19,6 +19,7 @@
 
 #include "config.h"
 #include "dns_cache.h"
+#include "histogram.h"
 
 struct dns;
 
@@ -26,14 +27,8 @@ struct dns;
 struct dns_name_stats {
     char name[DNS_CACHE_NAME_MAX + 1];  /* the name asked for */
     uint64_t upstream[DNS_CACHE_Q_NSTATUS]; /* queries sent, by result */
-    double seconds_sum;                 /* time spent on them */
-    uint64_t seconds_count;             /* answers timed */
-    void *user;                         /* for the stats module */
+    struct histogram hist;              /* their durations */
 };
-
-/* Called for every upstream query with its duration (stats histogram). */
-typedef void (*dns_query_hook)(void *arg, struct dns_name_stats *ns,
-                               double seconds);
 
 /* Returns NULL with a message in err. */
 struct dns *dns_create(struct ev_loop *loop, const struct config *cfg,
@@ -45,7 +40,6 @@ int dns_reconfigure(struct dns *d, const struct config *cfg, char *err,
 struct dns_cache *dns_cache_of(struct dns *d);
 /* Monotonic seconds: the clock of every cache deadline. */
 double dns_now(void);
-void dns_set_query_hook(struct dns *d, dns_query_hook fn, void *arg);
 struct dns_name_stats *dns_name_stats_get(struct dns *d, const char *name);
 const struct dns_name_stats *dns_name_stats_all(const struct dns *d,
                                                 size_t *n);

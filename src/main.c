@@ -18,6 +18,7 @@
 #include "log.h"
 #include "resolver.h"
 #include "runtime.h"
+#include "stats.h"
 
 #include "autoconfig.h"
 
@@ -51,6 +52,7 @@ struct main_state {
     struct ev_loop *loop;               /* the event loop */
     struct runtime *rt;                 /* what is running */
     struct dns *dns;                    /* resolver and cache */
+    struct stats *stats;                /* the stats endpoint */
     ev_signal sigterm;                  /* graceful stop */
     ev_signal sigint;                   /* graceful stop */
     ev_signal sighup;                   /* reload request */
@@ -173,7 +175,9 @@ hup_cb(struct ev_loop *loop, ev_signal *w, int revents)
         log_warn("reload: global.workers changed; it takes effect only "
                  "after a restart");
     if (!access_log_writable(cfg->access_log, err, sizeof(err)) ||
+        stats_reload_prepare(st->stats, cfg, err, sizeof(err)) != 0 ||
         runtime_reload(rt, cfg, err, sizeof(err)) != 0) {
+        stats_reload_abort(st->stats);
         log_error("reload failed: %s", err);
         config_free(cfg);
         rt->reloads_fail++;
@@ -181,6 +185,7 @@ hup_cb(struct ev_loop *loop, ev_signal *w, int revents)
         return;
     }
     /* The runtime owns cfg now; the rest cannot undo the swap. */
+    stats_reload_commit(st->stats, cfg);
     log_set_level(cfg->log_level);
     if (log_access_open(cfg->access_log) != 0)
         log_error("cannot open access_log %s: %m", cfg->access_log);
@@ -276,6 +281,15 @@ main(int argc, char **argv)
         log_access_close();
         return EXIT_RUNTIME;
     }
+    st.stats = stats_create(st.loop, cfg, st.rt, st.dns, err, sizeof(err));
+    if (st.stats == NULL) {
+        log_error("%s", err);
+        runtime_destroy(st.rt);
+        dns_destroy(st.dns);
+        config_free(cfg);
+        log_access_close();
+        return EXIT_RUNTIME;
+    }
 
     ev_signal_init(&st.sigterm, stop_cb, SIGTERM);
     ev_signal_init(&st.sigint, stop_cb, SIGINT);
@@ -295,6 +309,7 @@ main(int argc, char **argv)
     ev_signal_stop(st.loop, &st.sigint);
     ev_signal_stop(st.loop, &st.sighup);
     cfg = st.rt->cfg; /* a reload may have replaced it */
+    stats_destroy(st.stats);
     runtime_destroy(st.rt);
     dns_destroy(st.dns);
     config_free(cfg);

@@ -98,6 +98,7 @@ pool_add_member(struct pool *p, size_t server, const char *server_spec,
     m->weight = weight;
     m->backup = backup;
     m->refs = 1;
+    histogram_init(&m->resp_hist, &histogram_latency);
     m->index = p->n;
     p->members[p->n++] = m;
     p->version++;

@@ -20,6 +20,7 @@
 #include <sys/socket.h>
 
 #include "config.h"
+#include "histogram.h"
 
 struct balance;
 struct health_member;
@@ -52,6 +53,7 @@ struct member {
     uint64_t bal_tag;                   /* balancer scratch */
     struct health_member *health;       /* health state, NULL if none */
     struct member_stats stats;          /* counters */
+    struct histogram resp_hist;         /* response times (http) */
 };
 
 struct pool {

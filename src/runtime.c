@@ -397,6 +397,7 @@ backend_create(struct runtime *rt, const struct config *cfg,
         if (o != NULL && o->health != NULL) {
             rc = health_member_move(be->health, o, m);
             m->stats = o->stats;
+            m->resp_hist = o->resp_hist;
         } else {
             rc = health_member_attach(be->health, m,
                                       cb->servers[m->server].host,

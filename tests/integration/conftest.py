@@ -63,12 +63,12 @@ def raise_nofile(n=8192):
 class Proc:
     """A child process whose stderr goes to a file we can read any time."""
 
-    def __init__(self, argv, logpath, preexec=None):
+    def __init__(self, argv, logpath, preexec=None, env=None):
         self.logpath = logpath
         self.log = open(logpath, "wb")
         self.p = subprocess.Popen(argv, stdout=self.log, stderr=self.log,
                                   stdin=subprocess.DEVNULL,
-                                  preexec_fn=preexec)
+                                  preexec_fn=preexec, env=env)
 
     def output(self):
         with open(self.logpath, "rb") as f:
@@ -111,9 +111,19 @@ class Backend(Proc):
         return f"{self.host}:{self.port}"
 
 
+SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer",
+                   "runtime error:")
+
+
+def sanitized():
+    """True when the ferry under test was built with ASan."""
+    with open(ferry_bin(), "rb") as f:
+        return b"__asan_init" in f.read()
+
+
 class Ferry(Proc):
     def __init__(self, tmp, conf_text, name="ferry", wait_ports=(),
-                 nofile=4096):
+                 nofile=4096, env=None):
         self.conf = os.path.join(tmp, f"{name}.conf")
         with open(self.conf, "w") as f:
             f.write(conf_text)
@@ -124,13 +134,21 @@ class Ferry(Proc):
                                (min(nofile, hard), hard))
 
         super().__init__([ferry_bin(), "-c", self.conf],
-                         os.path.join(tmp, f"{name}.log"), preexec)
+                         os.path.join(tmp, f"{name}.log"), preexec, env)
         if wait_ports:
             # The start line comes after every listener is accepting; a
             # probe connection would disturb the balancer's sequence.
             wait_for(lambda: not self.alive() or " started (" in self.output(),
                      10, what="ferry to start")
             assert self.alive(), self.output()
+
+    def sanitizer_report(self):
+        out = self.output()
+        for mark in SANITIZER_MARKS:
+            i = out.find(mark)
+            if i >= 0:
+                return out[max(0, i - 200):i + 3000]
+        return None
 
     def wait_log(self, text, timeout=5):
         return wait_for(lambda: text in self.output(), timeout,
@@ -145,11 +163,22 @@ def tmp():
 
 @pytest.fixture
 def procs():
-    """Collects processes and stops them all at the end of a test."""
+    """Collects processes and stops them all at the end of a test. A ferry
+    that reports a sanitizer error (or exits badly on SIGTERM) fails it."""
     started = []
     yield started
+    problems = []
     for p in reversed(started):
-        p.stop()
+        rc = p.stop()
+        if isinstance(p, Ferry):
+            report = p.sanitizer_report()
+            if report:
+                problems.append(report)
+            elif rc not in (0, None) and rc != -signal.SIGKILL and \
+                    not getattr(p, "expect_exit", False):
+                problems.append(f"ferry exited with {rc}:\n"
+                                + p.output()[-2000:])
+    assert not problems, "\n".join(problems)
 
 
 @pytest.fixture
@@ -166,8 +195,8 @@ def backends(tmp, procs):
 
 @pytest.fixture
 def ferry(tmp, procs):
-    def make(conf_text, wait_ports=(), name="ferry", nofile=4096):
-        f = Ferry(tmp, conf_text, name, wait_ports, nofile)
+    def make(conf_text, wait_ports=(), name="ferry", nofile=4096, env=None):
+        f = Ferry(tmp, conf_text, name, wait_ports, nofile, env)
         procs.append(f)
         return f
     return make

@@ -17,6 +17,7 @@ from test_tcp import connect, read_line
 
 def dns_conf(port, servers, dns_port, resolver="", be="", glob=""):
     lines = ["[global]", "log_level = debug", "access_log = stderr", glob,
+             "[stats]", "listen = off",
              "[resolver]", f"nameservers = 127.0.0.1:{dns_port}",
              "hosts_file = off", resolver,
              "[frontend front]", f"listen = 127.0.0.1:{port}", "mode = tcp",

@@ -13,8 +13,10 @@ import pytest
 from conftest import can_connect, free_port, run_ferry, wait_for
 
 
-def tcp_conf(port, servers, fe="", be="", glob="", listen=None):
+def tcp_conf(port, servers, fe="", be="", glob="", listen=None,
+             stats="off"):
     lines = ["[global]", "log_level = debug", "access_log = stderr", glob,
+             "[stats]", f"listen = {stats}",
              "[frontend front]", f"listen = {listen or f'127.0.0.1:{port}'}",
              "mode = tcp", "backend = pool", fe, "[backend pool]"]
     lines += [f"server = {s}" for s in servers]

@@ -31,7 +31,7 @@
 #include "config.h"
 
 /* Flip to 1 when the feature lands (see the top of the file). */
-#define HAVE_STATS 0       /* [stats] listen, token */
+#define HAVE_STATS 1       /* [stats] listen, token */
 #define HAVE_RESOLVER 1    /* every [resolver] key */
 #define HAVE_TLS 0         /* tls_cert, tls_key */
 #define HAVE_HTTP 0        /* mode http, timeout_request, max_header_size */
