@@ -210,9 +210,9 @@ backend_sync_server(struct backend *be, size_t server)
                       be->name);
     }
     balance_rebuild(be->pool.balance);
-    log_info("backend %s: server %s now has %zu addresses (pool %zu -> %zu "
+    log_info("backend %s: server %s now has %zu address%s (pool %zu -> %zu "
              "members)",
-             be->name, s->spec, n, before, be->pool.n);
+             be->name, s->spec, n, n == 1 ? "" : "es", before, be->pool.n);
 }
 
 static void

@@ -150,7 +150,7 @@ def test_dns_silent_at_start_then_serves(tmp, procs, dnsfault, ferry):
         s.settimeout(10)
         assert s.recv(10) == b""
     dnsfault.set("api.test", a=hosts, ttl=60)
-    wait_for(lambda: "now has 1 addresses" in f.output(), 15,
+    wait_for(lambda: "now has 1 address" in f.output(), 15,
              what="the name to resolve once DNS answers")
     assert banner(port) == "127.0.0.2"
 
@@ -172,7 +172,7 @@ def test_dns_down_at_start_then_serves(tmp, procs, ferry):
     d = DnsFault(tmp, name="late", port=dns_port)
     procs.append(d)
     d.set("api.test", a=hosts, ttl=60)
-    wait_for(lambda: "now has 1 addresses" in f.output(), 15,
+    wait_for(lambda: "now has 1 address" in f.output(), 15,
              what="the name to resolve once DNS is back")
     assert banner(port) == "127.0.0.2"
 

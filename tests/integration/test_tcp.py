@@ -466,3 +466,9 @@ def test_cli_version_help_and_bad_option():
     assert r.returncode == 0 and "Usage: ferry" in r.stdout
     r = run_ferry("--bogus")
     assert r.returncode == 1 and "Usage: ferry" in r.stderr
+
+
+def test_example_config_is_valid():
+    import conftest
+    r = run_ferry("-t", "-c", os.path.join(conftest.ROOT, "lb.conf.example"))
+    assert r.returncode == 0 and r.stdout == "configuration OK\n", r.stderr
