@@ -159,3 +159,20 @@ def test_200_members_check_rate(ferry):
     assert max(per_member) <= expected * 1.3, max(per_member)
     total = sum(per_member)
     assert expected * n * 0.75 <= total <= expected * n * 1.15
+
+
+def test_new_member_gets_traffic_after_first_pass(backends, ferry):
+    import signal
+    bs = backends(2, mode="http")
+    port = free_port()
+    be = "health_check = tcp\nhealth_interval = 10s\nrise = 3"
+    f = ferry(tcp_conf(port, [bs[0].addr], be=be), [port])
+    with open(f.conf, "w") as fh:
+        fh.write(tcp_conf(port, [b.addr for b in bs], be=be))
+    t0 = time.monotonic()
+    f.p.send_signal(signal.SIGHUP)
+    # Checked at once (not after the 10 s interval), up after one pass
+    # (not `rise` passes: it was never down).
+    f.wait_log(f"member {bs[1].addr} up: first check passed", 3)
+    assert time.monotonic() - t0 < 3
+    assert names_seen(port, 4) == {"b1": 2, "b2": 2}
