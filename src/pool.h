@@ -23,6 +23,7 @@
 
 struct balance;
 struct health_member;
+struct mconn;
 
 /* Per-member counters; plain increments on the data plane. */
 struct member_stats {
@@ -52,6 +53,11 @@ struct member {
     uint64_t bal_tag;                   /* balancer scratch */
     struct health_member *health;       /* health state, NULL if none */
     struct member_stats stats;          /* counters */
+    /* http (proxy_http): keep-alive connections and response times */
+    struct mconn *idle;                 /* idle connections, newest first */
+    unsigned idle_n;                    /* entries in idle */
+    double resp_time_sum;               /* seconds, request -> response head */
+    uint64_t resp_time_count;           /* responses in resp_time_sum */
 };
 
 struct pool {

@@ -11,6 +11,8 @@
 #include "conn.h"
 #include "listener.h"
 #include "log.h"
+#include "proxy_http.h"
+#include "tls.h"
 
 /* How long accepting stays paused after EMFILE if no connection closes. */
 #define ACCEPT_RETRY_DELAY 0.1
@@ -23,6 +25,7 @@ runtime_reaper_cb(struct ev_loop *loop, ev_check *w, int revents)
     (void)loop;
     (void)revents;
     conn_reap(rt);
+    proxy_http_reap(rt);
 }
 
 static void
@@ -190,6 +193,15 @@ runtime_create(struct ev_loop *loop, struct config *cfg, char *err,
         fe->listeners = calloc(cf->nlisten, sizeof(*fe->listeners));
         if (fe->listeners == NULL)
             goto oom;
+        if (cf->tls_cert != NULL) {
+            char terr[384];
+            fe->tls = tls_ctx_create(cf->tls_cert, cf->tls_key, terr,
+                                     sizeof(terr));
+            if (fe->tls == NULL) {
+                snprintf(err, errlen, "frontend %s: %s", fe->name, terr);
+                goto err;
+            }
+        }
         for (size_t j = 0; j < cf->nlisten; j++) {
             char lerr[256];
             struct listener *l =
@@ -234,6 +246,7 @@ runtime_stop_listening(struct runtime *rt)
             listener_destroy(rt->loop, fe->listeners[j]);
         fe->nlisteners = 0;
     }
+    proxy_http_stop(rt);
 }
 
 void
@@ -242,6 +255,7 @@ runtime_close_all(struct runtime *rt)
     while (rt->conns != NULL)
         conn_close(rt->conns, "shutdown");
     conn_reap(rt);
+    proxy_http_close_all(rt);
 }
 
 void
@@ -250,6 +264,7 @@ runtime_destroy(struct runtime *rt)
     if (rt == NULL)
         return;
     runtime_close_all(rt);
+    proxy_http_destroy(rt);
     ev_check_stop(rt->loop, &rt->reaper);
     ev_timer_stop(rt->loop, &rt->accept_retry);
     for (size_t i = 0; i < rt->nfrontends; i++) {
@@ -257,6 +272,7 @@ runtime_destroy(struct runtime *rt)
         for (size_t j = 0; j < fe->nlisteners; j++)
             listener_destroy(rt->loop, fe->listeners[j]);
         free(fe->listeners);
+        tls_ctx_free(fe->tls);
         free(fe);
     }
     for (size_t i = 0; i < rt->nbackends; i++) {

@@ -20,6 +20,8 @@
 
 struct listener;
 struct conn;
+struct proxy_http;
+struct tls_ctx;
 
 struct backend {
     char name[CONFIG_NAME_MAX + 1];     /* section name (label) */
@@ -42,6 +44,7 @@ struct frontend {
     size_t nlisteners;                  /* entries in listeners */
     struct frontend_stats stats;        /* counters */
     struct runtime *rt;                 /* owner */
+    struct tls_ctx *tls;                /* TLS termination, NULL if none */
 };
 
 struct runtime {
@@ -58,6 +61,7 @@ struct runtime {
     ev_timer accept_retry;              /* resumes accepting after EMFILE */
     bool accept_paused;                 /* listeners stopped */
     bool stopping;                      /* graceful stop in progress */
+    struct proxy_http *http;            /* http conns and idle member conns */
 };
 
 /*
