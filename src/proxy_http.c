@@ -899,7 +899,7 @@ hc_error(struct hconn *c, unsigned status, const char *why,
     char head[256];
     char body[64];
     int hn, bn;
-    bool keep, parsed = c->phase != HC_HEAD && c->phase != HC_HANDSHAKE;
+    bool keep, parsed = c->in_request; /* request_ready ran */
 
     if (c->head_sent) {
         hc_close(c, why, true);
@@ -1653,8 +1653,10 @@ step_linger(struct hconn *c)
 static void
 hc_run(struct hconn *c)
 {
+    bool p = false;
+
     for (int i = 0; i < RUN_STEPS; i++) {
-        bool p = false;
+        p = false;
         switch (c->phase) {
         case HC_HANDSHAKE:
             p = step_handshake(c);
@@ -1681,6 +1683,11 @@ hc_run(struct hconn *c)
     }
     hc_watch(c);
     hc_arm(c);
+    /* Out of steps with work left: come back after the other ready
+     * connections had their turn (a closing conn stops cw, which drops
+     * this pending event). */
+    if (p)
+        ev_feed_event(c->rt->loop, &c->cw, 0);
 }
 
 /* ---------------------------------------------------------------------- */
