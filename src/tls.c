@@ -14,6 +14,7 @@
 
 #include <openssl/err.h>
 #include <openssl/ssl.h>
+#include <openssl/x509.h>
 
 /* The one protocol ferry speaks to clients, in ALPN wire format. */
 static const unsigned char tls_alpn[] = "\x08http/1.1";
@@ -93,7 +94,14 @@ tls_ctx_create(const char *cert, const char *key, char *err, size_t errlen)
         goto err;
     }
     if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1) {
-        tls_error(err, errlen, "cannot load key", key);
+        if (ERR_GET_REASON(ERR_peek_last_error()) ==
+            X509_R_KEY_VALUES_MISMATCH) {
+            snprintf(err, errlen, "key %s does not match certificate %s",
+                     key, cert);
+            ERR_clear_error();
+        } else {
+            tls_error(err, errlen, "cannot load key", key);
+        }
         goto err;
     }
     if (SSL_CTX_check_private_key(ctx) != 1) {
