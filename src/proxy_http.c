@@ -134,6 +134,7 @@ struct hconn {
     double armed_at;                    /* when the timer fires */
 
     bool c_readable;                    /* client read may not block */
+    bool c_rd_hot;                      /* EV_READ fired, nothing read yet */
     bool c_writable;                    /* client write may not block */
     bool c_rd_wants_write;              /* TLS read waits for writable */
     bool c_wr_wants_read;               /* TLS write waits for readable */
@@ -433,11 +434,20 @@ hc_watch(struct hconn *c)
         rd = !c->c_readable;
         wr = !c->c_writable;
     } else {
-        rd = client_wants_input(c) || c->c_wr_wants_read;
+        /*
+         * Reading: the watcher stays on even when a read would not block
+         * (the loop reads until it would), and while a response is in
+         * flight it stays on to notice the client, until an event comes
+         * that we do not consume: then it stops, so unread pipelined bytes
+         * cannot spin the loop. Not toggling it saves an epoll_ctl per
+         * request.
+         */
+        rd = client_wants_input(c) || c->c_wr_wants_read ||
+             (c->phase == HC_FORWARD && !c->c_eof && !c->stop_input &&
+              !c->c_rd_hot);
         wr = client_wants_output(c) || c->c_rd_wants_write;
     }
-    ev = (rd && !c->c_readable ? EV_READ : 0) |
-         (wr && !c->c_writable ? EV_WRITE : 0);
+    ev = (rd ? EV_READ : 0) | (wr && !c->c_writable ? EV_WRITE : 0);
     watch(loop, &c->cw, ev);
 
     if (c->mc != NULL) {
@@ -445,7 +455,7 @@ hc_watch(struct hconn *c)
         if (c->phase == HC_CONNECT) {
             ev = EV_WRITE;
         } else {
-            ev = (server_wants_input(c) && !mc->readable ? EV_READ : 0) |
+            ev = (server_wants_input(c) ? EV_READ : 0) |
                  (server_wants_output(c) && !mc->writable ? EV_WRITE : 0);
         }
         watch(loop, &mc->io, ev);
@@ -1366,6 +1376,7 @@ step_head(struct hconn *c)
             return true;
         }
     }
+    c->c_rd_hot = false;
     n = tls_io_read(&c->cio, in->data + in->end, in->cap - in->end);
     if (n > 0) {
         if (!c->req_started) {
@@ -1398,6 +1409,7 @@ client_read(struct hconn *c)
         return true;
     }
     in->start = in->end = 0;
+    c->c_rd_hot = false;
     n = tls_io_read(&c->cio, in->data, in->cap);
     if (n > 0) {
         in->end = (size_t)n;
@@ -1639,6 +1651,7 @@ step_linger(struct hconn *c)
         hc_close(c, "out of memory", false);
         return true;
     }
+    c->c_rd_hot = false;
     n = tls_io_read(&c->cio, c->cin.data, c->cin.cap);
     if (n > 0)
         return true;
@@ -1700,7 +1713,7 @@ client_cb(struct ev_loop *loop, ev_io *w, int revents)
 
     (void)loop;
     if (revents & EV_READ)
-        c->c_readable = true;
+        c->c_readable = c->c_rd_hot = true;
     if (revents & EV_WRITE)
         c->c_writable = true;
     hc_run(c);
