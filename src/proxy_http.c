@@ -1186,6 +1186,8 @@ hc_dispatch(struct hconn *c)
     c->member = m;
     c->attempts++;
     memcpy(c->member_text, m->addr_text, sizeof(c->member_text));
+    log_debug("frontend %s: %s: %s %s to %s", c->fe->name, c->peer_text,
+              c->method, c->target, m->addr_text);
     mc = idle_take(loop, m);
     if (mc != NULL) {
         hc_attach(c, mc);

@@ -582,3 +582,23 @@ def test_config_http_keys(tmp):
     r = run_ferry("-t", "-c", conf)
     assert r.returncode == 1
     assert f"{conf}:5: " in r.stderr and "tls_key" in r.stderr
+
+
+def test_graceful_stop_closes_idle_finishes_busy(backends, ferry):
+    bs = backends(1)
+    port = free_port()
+    f = ferry(http_conf(port, [bs[0].addr]), [port])
+    idle = connect(port)
+    idle.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    fi = idle.makefile("rb")
+    assert read_response(fi)[0] == 200
+    busy = connect(port)
+    busy.sendall(b"GET /delay/1000 HTTP/1.1\r\nHost: x\r\n\r\n")
+    f.wait_log("GET /delay/1000 to ")  # picked and being forwarded
+    f.p.send_signal(15)
+    assert fi.read(1) == b""  # idle keep-alive connection closed at once
+    st, h, body = read_response(busy.makefile("rb"))
+    assert st == 200 and body == b"b1\n" and h["connection"] == "close"
+    assert f.p.wait(10) == 0
+    idle.close()
+    busy.close()
