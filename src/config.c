@@ -26,6 +26,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "tls.h"
+
 /* inih's line buffer is INI_MAX_LINE (200) bytes, including "\r\n\0". */
 #define CONFIG_MAX_LINE 197
 #define CONFIG_MAX_WEIGHT 10000
@@ -842,14 +844,14 @@ static const struct config_key config_keys[] = {
      NULL},
     {SECT_FRONTEND, "mode", p_mode, F(mode), 0, NULL},
     {SECT_FRONTEND, "backend", p_backend_ref, WHOLE, KEY_REQUIRED, NULL},
-    {SECT_FRONTEND, "tls_cert", p_path, F(tls_cert), 0, "TLS termination"},
-    {SECT_FRONTEND, "tls_key", p_path, F(tls_key), 0, "TLS termination"},
+    {SECT_FRONTEND, "tls_cert", p_path, F(tls_cert), 0, NULL},
+    {SECT_FRONTEND, "tls_key", p_path, F(tls_key), 0, NULL},
     {SECT_FRONTEND, "timeout_client", p_duration_pos, F(timeout_client), 0,
      NULL},
     {SECT_FRONTEND, "timeout_request", p_duration_pos, F(timeout_request), 0,
-     "mode http"},
+     NULL},
     {SECT_FRONTEND, "max_header_size", p_size, F(max_header_size), 0,
-     "mode http"},
+     NULL},
     {SECT_FRONTEND, "proxy_protocol", p_proxy_protocol, F(proxy_protocol), 0,
      NULL},
 
@@ -1283,6 +1285,39 @@ addr_overlaps(const struct sockaddr_storage *a,
     return false;
 }
 
+/* http and TLS keys of one frontend (the pair must load and match). */
+static void
+config_validate_http(struct config_ctx *ctx, struct config_frontend *fe,
+                     size_t i)
+{
+    int cl = config_key_line(ctx, SECT_FRONTEND, i, "tls_cert");
+    int kl = config_key_line(ctx, SECT_FRONTEND, i, "tls_key");
+    char err[512];
+
+    if (fe->max_header_size < 1024 || fe->max_header_size > 1024 * 1024)
+        config_error_at(ctx,
+                        config_key_line(ctx, SECT_FRONTEND, i,
+                                        "max_header_size"),
+                        "[frontend %s]: max_header_size must be between 1k "
+                        "and 1m",
+                        fe->name);
+    if ((fe->tls_cert == NULL) != (fe->tls_key == NULL)) {
+        config_error_at(ctx, fe->tls_cert != NULL ? cl : kl,
+                        "[frontend %s]: tls_cert and tls_key go together",
+                        fe->name);
+        return;
+    }
+    if (fe->tls_cert == NULL)
+        return;
+    if (fe->mode != MODE_HTTP) {
+        config_error_at(ctx, cl, "[frontend %s]: TLS termination needs "
+                        "mode = http", fe->name);
+        return;
+    }
+    if (tls_check_pair(fe->tls_cert, fe->tls_key, err, sizeof(err)) != 0)
+        config_error_at(ctx, cl, "[frontend %s]: %s", fe->name, err);
+}
+
 static void
 config_validate(struct config_ctx *ctx)
 {
@@ -1304,12 +1339,7 @@ config_validate(struct config_ctx *ctx)
         struct config_frontend *fe = &cfg->frontends[i];
         bool found = false;
 
-        if (fe->mode == MODE_HTTP)
-            config_error_at(ctx,
-                            config_key_line(ctx, SECT_FRONTEND, i, "mode"),
-                            "[frontend %s]: mode http is not supported yet; "
-                            "set mode = tcp",
-                            fe->name);
+        config_validate_http(ctx, fe, i);
         if (fe->backend_name[0] != '\0') {
             for (size_t b = 0; b < cfg->nbackends; b++) {
                 if (strcmp(cfg->backends[b].name, fe->backend_name) == 0) {

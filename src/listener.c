@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "proxy_http.h"
 #include "proxy_tcp.h"
 #include "runtime.h"
 
@@ -51,7 +52,10 @@ listener_accept_cb(struct ev_loop *loop, ev_io *w, int revents)
             return;
         }
         runtime_conn_opened(rt);
-        proxy_tcp_accept(fe, fd, (struct sockaddr *)&peer, len);
+        if (fe->cfg.mode == MODE_HTTP)
+            proxy_http_accept(fe, fd, (struct sockaddr *)&peer, len);
+        else
+            proxy_tcp_accept(fe, fd, (struct sockaddr *)&peer, len);
     }
 }
 

@@ -24,6 +24,7 @@
 
 struct balance;
 struct health_member;
+struct mconn;
 
 /* Per-member counters; plain increments on the data plane. */
 struct member_stats {
@@ -54,6 +55,9 @@ struct member {
     struct health_member *health;       /* health state, NULL if none */
     struct member_stats stats;          /* counters */
     struct histogram resp_hist;         /* response times (http) */
+    /* http (proxy_http): keep-alive connections to this member */
+    struct mconn *idle;                 /* idle connections, newest first */
+    unsigned idle_n;                    /* entries in idle */
 };
 
 struct pool {

@@ -13,6 +13,8 @@
 #include "health.h"
 #include "listener.h"
 #include "log.h"
+#include "proxy_http.h"
+#include "tls.h"
 
 /* How long accepting stays paused after EMFILE if no connection closes. */
 #define ACCEPT_RETRY_DELAY 0.1
@@ -25,6 +27,7 @@ runtime_reaper_cb(struct ev_loop *loop, ev_check *w, int revents)
     (void)loop;
     (void)revents;
     conn_reap(rt);
+    proxy_http_reap(rt);
 }
 
 static void
@@ -398,6 +401,7 @@ backend_create(struct runtime *rt, const struct config *cfg,
             rc = health_member_move(be->health, o, m);
             m->stats = o->stats;
             m->resp_hist = o->resp_hist;
+            proxy_http_move_idle(o, m);
         } else {
             rc = health_member_attach(be->health, m,
                                       cb->servers[m->server].host,
@@ -435,23 +439,38 @@ frontend_unref(struct frontend *fe)
     if (--fe->refs > 0)
         return;
     backend_unref(fe->backend);
+    tls_ctx_free(fe->tls);
     free(fe->listeners);
     free(fe);
 }
 
-/* A frontend without listeners; it holds a reference on its backend. */
+/*
+ * A frontend without listeners; it holds a reference on its backend. TLS
+ * files are read here, so a reload picks up renewed certificates.
+ */
 static struct frontend *
 frontend_create(struct runtime *rt, const struct config_frontend *cf,
-                struct backend *be)
+                struct backend *be, char *err, size_t errlen)
 {
     struct frontend *fe = calloc(1, sizeof(*fe));
 
-    if (fe == NULL)
-        return NULL;
-    fe->listeners = calloc(cf->nlisten + 1, sizeof(*fe->listeners));
-    if (fe->listeners == NULL) {
+    if (fe == NULL || (fe->listeners = calloc(cf->nlisten + 1,
+                                              sizeof(*fe->listeners))) ==
+                          NULL) {
         free(fe);
+        snprintf(err, errlen, "out of memory");
         return NULL;
+    }
+    if (cf->tls_cert != NULL) {
+        char terr[384];
+        fe->tls = tls_ctx_create(cf->tls_cert, cf->tls_key, terr,
+                                 sizeof(terr));
+        if (fe->tls == NULL) {
+            snprintf(err, errlen, "frontend %s: %s", cf->name, terr);
+            free(fe->listeners);
+            free(fe);
+            return NULL;
+        }
     }
     snprintf(fe->name, sizeof(fe->name), "%s", cf->name);
     fe->cfg = *cf;
@@ -508,9 +527,9 @@ runtime_create(struct ev_loop *loop, struct config *cfg, struct dns *dns,
     for (size_t i = 0; i < cfg->nfrontends; i++) {
         const struct config_frontend *cf = &cfg->frontends[i];
         struct frontend *fe =
-            frontend_create(rt, cf, rt->backends[cf->backend]);
+            frontend_create(rt, cf, rt->backends[cf->backend], err, errlen);
         if (fe == NULL)
-            goto oom;
+            goto err;
         rt->frontends[rt->nfrontends++] = fe;
         for (size_t j = 0; j < cf->nlisten; j++) {
             char lerr[256];
@@ -697,6 +716,7 @@ runtime_stop_listening(struct runtime *rt)
             listener_destroy(rt->loop, fe->listeners[j]);
         fe->nlisteners = 0;
     }
+    proxy_http_stop(rt);
 }
 
 void
@@ -705,6 +725,7 @@ runtime_close_all(struct runtime *rt)
     while (rt->conns != NULL)
         conn_close(rt->conns, "shutdown");
     conn_reap(rt);
+    proxy_http_close_all(rt);
 }
 
 void
@@ -713,6 +734,7 @@ runtime_destroy(struct runtime *rt)
     if (rt == NULL)
         return;
     runtime_close_all(rt);
+    proxy_http_destroy(rt);
     ev_check_stop(rt->loop, &rt->reaper);
     ev_timer_stop(rt->loop, &rt->accept_retry);
     ev_timer_stop(rt->loop, &rt->ready_timer);
@@ -815,11 +837,10 @@ runtime_reload(struct runtime *rt, struct config *cfg, char *err,
     }
     for (size_t i = 0; i < cfg->nfrontends; i++) {
         const struct config_frontend *cf = &cfg->frontends[i];
-        struct frontend *fe = frontend_create(rt, cf, bes[cf->backend]);
-        if (fe == NULL) {
-            snprintf(err, errlen, "out of memory");
+        struct frontend *fe =
+            frontend_create(rt, cf, bes[cf->backend], err, errlen);
+        if (fe == NULL)
             goto fail;
-        }
         fes[nfes++] = fe;
     }
 

@@ -33,6 +33,8 @@ struct backend_name {
     struct dns_cache_listener lis;      /* answers -> pool */
     struct dns_cache_waiter startw;     /* start-up resolution */
 };
+struct proxy_http;
+struct tls_ctx;
 
 struct backend {
     char name[CONFIG_NAME_MAX + 1];     /* section name (label) */
@@ -62,6 +64,7 @@ struct frontend {
     struct frontend_stats stats;        /* counters */
     struct runtime *rt;                 /* owner */
     unsigned refs;                      /* runtime + connections */
+    struct tls_ctx *tls;                /* TLS termination, NULL if none */
 };
 
 struct runtime {
@@ -85,6 +88,7 @@ struct runtime {
     int ready_phase;                    /* RUNTIME_PHASE_* */
     uint64_t reloads_ok;                /* ferry_config_reloads_total */
     uint64_t reloads_fail;              /* ferry_config_reloads_total */
+    struct proxy_http *http;            /* http conns and idle member conns */
 };
 
 /*

@@ -13,6 +13,8 @@ Modes:
                  /size/N            answers with N bytes
                  /echo              answers with the request body
                  /stats             JSON: requests served, connections seen
+                 /chunked/N         answers with N bytes, chunked
+                 /ws                WebSocket echo (101, then echoes frames)
   --mode tcp   sends "NAME\\n" on connect, then echoes every byte back; when
                the client half-closes, finishes echoing and half-closes too.
                --abort-after N resets the connection once N bytes were
@@ -169,6 +171,22 @@ async def handle_http(reader, writer, args):
             elif target == "/stats":
                 out = json.dumps({k: STATE[k] for k in
                                   ("requests", "connections")}).encode()
+            elif target.startswith("/chunked/"):
+                # N bytes as a chunked response (chunks of up to 1000).
+                n = int(target.split("/")[2])
+                writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked"
+                             b"\r\nX-Backend: " + args.name.encode() +
+                             b"\r\n\r\n")
+                while n > 0:
+                    k = min(n, 1000)
+                    writer.write(b"%x\r\n" % k + b"y" * k + b"\r\n")
+                    n -= k
+                writer.write(b"0\r\n\r\n")
+                await writer.drain()
+                continue
+            elif target == "/ws":
+                await websocket_echo(reader, writer, headers)
+                return
             full = response(status, out, extra, keep)
             # HEAD: the same head (Content-Length included), no body.
             writer.write(full[:len(full) - len(out)] if method == "HEAD"
@@ -180,6 +198,39 @@ async def handle_http(reader, writer, args):
         pass
     finally:
         writer.close()
+
+
+async def websocket_echo(reader, writer, headers):
+    """RFC 6455 handshake, then echoes every frame until a close frame."""
+    import base64
+    import hashlib
+    key = headers.get("sec-websocket-key", "")
+    accept = base64.b64encode(hashlib.sha1(
+        (key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11").encode()).digest())
+    writer.write(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket"
+                 b"\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: " +
+                 accept + b"\r\n\r\n")
+    await writer.drain()
+    while True:
+        b0, b1 = await reader.readexactly(2)
+        n = b1 & 0x7F
+        if n == 126:
+            n = struct.unpack("!H", await reader.readexactly(2))[0]
+        elif n == 127:
+            n = struct.unpack("!Q", await reader.readexactly(8))[0]
+        mask = await reader.readexactly(4) if b1 & 0x80 else b"\0\0\0\0"
+        data = bytes(c ^ mask[i % 4] for i, c in
+                     enumerate(await reader.readexactly(n)))
+        if n < 126:
+            hdr = bytes([b0, n])
+        elif n < 65536:
+            hdr = bytes([b0, 126]) + struct.pack("!H", n)
+        else:
+            hdr = bytes([b0, 127]) + struct.pack("!Q", n)
+        writer.write(hdr + data)
+        await writer.drain()
+        if b0 & 0x0F == 8:
+            return
 
 
 async def main(args):

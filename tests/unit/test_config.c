@@ -16,6 +16,9 @@
 #include <setjmp.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -33,8 +36,8 @@
 /* Flip to 1 when the feature lands (see the top of the file). */
 #define HAVE_STATS 1       /* [stats] listen, token */
 #define HAVE_RESOLVER 1    /* every [resolver] key */
-#define HAVE_TLS 0         /* tls_cert, tls_key */
-#define HAVE_HTTP 0        /* mode http, timeout_request, max_header_size */
+#define HAVE_TLS 1         /* tls_cert, tls_key */
+#define HAVE_HTTP 1        /* mode http, timeout_request, max_header_size */
 #define HAVE_HEALTH 1      /* health_*, rise, fall */
 #define HAVE_PASSIVE 1     /* passive_window, passive_error_rate */
 #define HAVE_SLOW_START 1  /* slow_start */
@@ -1032,7 +1035,11 @@ run_key_case(void **state)
                  feature_owner[k->feat]);
 
     line = key_case_text(k, k->good, text, sizeof(text));
-    if (feature_on[k->feat]) {
+    if (feature_on[k->feat] && k->feat == F_TLS) {
+        /* Alone, either TLS key is an error now that the pair is loaded
+         * and checked; test_tls_pair covers the keys with real files. */
+        assert_only_error(text, line, "tls_cert and tls_key go together");
+    } else if (feature_on[k->feat]) {
         struct config *c = load_ok(text);
         k->check(c);
         config_free(c);
@@ -1057,6 +1064,80 @@ run_key_case(void **state)
         assert_error(&e, line, k->expect);
     }
     config_errors_free(&e);
+}
+
+/* Writes a self-signed P-256 certificate and its key as PEM files. */
+static void
+write_cert_pair(const char *cert_path, const char *key_path)
+{
+    EVP_PKEY *pkey = EVP_EC_gen("P-256");
+    X509 *x = X509_new();
+    FILE *f;
+
+    assert_non_null(pkey);
+    assert_non_null(x);
+    X509_set_version(x, 2);
+    ASN1_INTEGER_set(X509_get_serialNumber(x), 1);
+    X509_gmtime_adj(X509_getm_notBefore(x), 0);
+    X509_gmtime_adj(X509_getm_notAfter(x), 3600);
+    X509_NAME_add_entry_by_txt(X509_get_subject_name(x), "CN", MBSTRING_ASC,
+                               (const unsigned char *)"localhost", -1, -1, 0);
+    X509_set_issuer_name(x, X509_get_subject_name(x));
+    X509_set_pubkey(x, pkey);
+    assert_true(X509_sign(x, pkey, EVP_sha256()) > 0);
+    f = fopen(cert_path, "w");
+    assert_non_null(f);
+    PEM_write_X509(f, x);
+    fclose(f);
+    f = fopen(key_path, "w");
+    assert_non_null(f);
+    PEM_write_PrivateKey(f, pkey, NULL, NULL, 0, NULL, NULL);
+    fclose(f);
+    X509_free(x);
+    EVP_PKEY_free(pkey);
+}
+
+static void
+test_tls_pair(void **state)
+{
+    char c1[512], k1[512], c2[512], k2[512], text[2048];
+    struct config *c;
+
+    (void)state;
+    snprintf(c1, sizeof(c1), "%s/c1.pem", g_dir);
+    snprintf(k1, sizeof(k1), "%s/k1.pem", g_dir);
+    snprintf(c2, sizeof(c2), "%s/c2.pem", g_dir);
+    snprintf(k2, sizeof(k2), "%s/k2.pem", g_dir);
+    write_cert_pair(c1, k1);
+    write_cert_pair(c2, k2);
+
+    snprintf(text, sizeof(text),
+             "[frontend web]\ntls_cert = %s\ntls_key = %s\n"
+             "listen = 127.0.0.1:8443\nbackend = app\n" BE,
+             c1, k1);
+    c = load_ok(text);
+    assert_string_equal(c->frontends[0].tls_cert, c1);
+    assert_string_equal(c->frontends[0].tls_key, k1);
+    config_free(c);
+
+    /* A key of another certificate, on the tls_cert line. */
+    snprintf(text, sizeof(text),
+             "[frontend web]\ntls_cert = %s\ntls_key = %s\n"
+             "listen = 127.0.0.1:8443\nbackend = app\n" BE,
+             c1, k2);
+    assert_only_error(text, 2, "[frontend web]");
+    /* A file that does not exist. */
+    snprintf(text, sizeof(text),
+             "[frontend web]\ntls_cert = %s/none.pem\ntls_key = %s\n"
+             "listen = 127.0.0.1:8443\nbackend = app\n" BE,
+             g_dir, k1);
+    assert_only_error(text, 2, "[frontend web]");
+    /* TLS needs mode http. */
+    snprintf(text, sizeof(text),
+             "[frontend web]\ntls_cert = %s\ntls_key = %s\nmode = tcp\n"
+             "listen = 127.0.0.1:8443\nbackend = app\n" BE,
+             c1, k1);
+    assert_only_error(text, 2, "TLS termination needs mode = http");
 }
 
 /* ---------------------------------------------------------------------- */
@@ -1944,6 +2025,7 @@ main(void)
         cmocka_unit_test(test_names),
         cmocka_unit_test(test_defaults),
         cmocka_unit_test(test_default_mode),
+        cmocka_unit_test(test_tls_pair),
         cmocka_unit_test(test_unknown_section),
         cmocka_unit_test(test_unknown_key_names_section),
         cmocka_unit_test(test_bad_value_names_key_and_expectation),
