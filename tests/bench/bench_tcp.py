@@ -170,12 +170,18 @@ def proc_cpu(pid):
 
 
 def system_cpu():
-    """(busy user+nice+system, steal) seconds summed over all CPUs."""
+    """(busy, steal) seconds summed over all CPUs.
+
+    Busy is user+nice+system+irq+softirq: a tick taken in softirq context
+    is charged to the interrupted process's stime too, so leaving those
+    columns out would make our own processes look bigger than the machine.
+    """
     with open("/proc/stat") as f:
         for line in f:
             if line.startswith("cpu "):
                 v = [int(x) for x in line.split()[1:]]
-                return (v[0] + v[1] + v[2]) / CLK_TCK, v[7] / CLK_TCK
+                busy = v[0] + v[1] + v[2] + v[5] + v[6]
+                return busy / CLK_TCK, v[7] / CLK_TCK
     raise BenchError("no cpu line in /proc/stat")
 
 
@@ -573,8 +579,24 @@ def summarize(results, kinds):
                 cpu=statistics.median(r["cpu_unit"] for r in rs),
                 util=statistics.median(r["util"] for r in rs),
                 n=len(rs), total=len(results[name][kind]), noisy=noisy)
+        # Rounds where both measurements are clean give paired ratios,
+        # which cancel the slow drifts of the machine between rounds.
+        pairs = [(f, h) for f, h in zip(results["ferry"][kind],
+                                         results["haproxy"][kind])
+                 if not f["flags"] and not h["flags"]]
+        med["paired"] = dict(
+            n=len(pairs),
+            rate=statistics.median(f["rate"] / h["rate"] for f, h in pairs)
+            if pairs else float("nan"),
+            cpu=statistics.median(f["cpu_unit"] / h["cpu_unit"]
+                                  for f, h in pairs)
+            if pairs else float("nan"))
         rows.append((kind, med))
     return rows
+
+
+def fmt_ratio(x):
+    return "-" if x != x else "%.2fx" % x  # NaN: no data
 
 
 def print_table(rows, args):
@@ -585,8 +607,8 @@ def print_table(rows, args):
     print()
     print("ferry vs HAProxy, mode tcp, medians of clean rounds "
           "(proxy pinned to CPU %d)" % CPU_PROXY)
-    hdr = "%-50s %12s %12s %10s" % ("metric", "ferry", "haproxy",
-                                     "ferry/hap")
+    hdr = "%-50s %12s %12s %10s %8s" % ("metric", "ferry", "haproxy",
+                                         "ferry/hap", "paired")
     print(hdr)
     print("-" * len(hdr))
     for kind, med in rows:
@@ -595,21 +617,25 @@ def print_table(rows, args):
         ratio = f["rate"] / h["rate"] if h["rate"] else float("nan")
         cratio = f["cpu"] / h["cpu"] if h["cpu"] else float("nan")
         nd = 1 if kind == "bulk" else 0
-        print("%-50s %12.*f %12.*f %9.2fx" % (
+        pr = med["paired"]
+        print("%-50s %12.*f %12.*f %10s %8s" % (
             "%s, %s" % (names[kind], ru), nd, f["rate"], nd, h["rate"],
-            ratio))
-        print("%-50s %12.*f %12.*f %9.2fx" % (
+            fmt_ratio(ratio), fmt_ratio(pr["rate"])))
+        print("%-50s %12.*f %12.*f %10s %8s" % (
             "  proxy %s (lower is better)" % cu, 3 if kind == "bulk" else 1,
-            f["cpu"], 3 if kind == "bulk" else 1, h["cpu"], cratio))
+            f["cpu"], 3 if kind == "bulk" else 1, h["cpu"], fmt_ratio(cratio),
+            fmt_ratio(pr["cpu"])))
         print("%-50s %11.0f%% %11.0f%%" % ("  proxy core busy", 100 * f["util"],
                                            100 * h["util"]))
-        print("%-50s %12s %12s" % (
-            "  clean rounds used",
+        print("%-50s %12s %12s %10s %8s" % (
+            "  clean rounds used (paired)",
             "%d/%d%s" % (f["n"], f["total"], " NOISY" if f["noisy"] else ""),
-            "%d/%d%s" % (h["n"], h["total"], " NOISY" if h["noisy"] else "")))
+            "%d/%d%s" % (h["n"], h["total"], " NOISY" if h["noisy"] else ""),
+            "", "%d" % pr["n"]))
     print()
-    print("ferry/hap: for rates >1.00x means ferry is faster; for CPU per "
-          "unit <1.00x means ferry is cheaper.")
+    print("ferry/hap: ratio of the medians; paired: median of per-round "
+          "ratios over rounds where\nboth were clean. For rates >1.00x means "
+          "ferry is faster; for CPU per unit <1.00x\nmeans ferry is cheaper.")
 
 
 def parse_args(argv):
