@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "log.h"
+#include <xxhash.h>
 #include "resolver.h"
 
 /* One query on its way: the resolver's callback argument. */
@@ -29,8 +30,10 @@ struct dns {
     struct sockaddr_storage *scratch;   /* answer conversion buffer */
     size_t scratch_cap;                 /* slots in scratch */
     uint64_t rng;                       /* xorshift state for jitter */
-    struct dns_name_stats *names;       /* upstream query stats by name */
+    struct dns_name_stats **names;      /* upstream query stats, by name */
     size_t nnames;                      /* entries in names */
+    struct dns_name_stats **slots;      /* open-addressing index of names */
+    size_t nslots;                      /* power of two, > 2 * nnames */
 };
 
 
@@ -86,25 +89,63 @@ dns_map_status(enum resolver_status s)
     }
 }
 
+static size_t
+dns_name_slot(const struct dns *d, const char *name)
+{
+    return (size_t)XXH3_64bits(name, strlen(name)) & (d->nslots - 1);
+}
+
+/* Doubles the index (and the list); -1 on ENOMEM. */
+static int
+dns_names_grow(struct dns *d)
+{
+    size_t nslots = d->nslots ? d->nslots * 2 : 64;
+    struct dns_name_stats **slots = calloc(nslots, sizeof(*slots));
+    struct dns_name_stats **names =
+        realloc(d->names, nslots / 2 * sizeof(*names));
+
+    if (slots == NULL || names == NULL) {
+        free(slots);
+        if (names != NULL)
+            d->names = names;
+        return -1;
+    }
+    d->names = names;
+    free(d->slots);
+    d->slots = slots;
+    d->nslots = nslots;
+    for (size_t i = 0; i < d->nnames; i++) {
+        size_t j = dns_name_slot(d, d->names[i]->name);
+        while (d->slots[j] != NULL)
+            j = (j + 1) & (nslots - 1);
+        d->slots[j] = d->names[i];
+    }
+    return 0;
+}
+
 struct dns_name_stats *
 dns_name_stats_get(struct dns *d, const char *name)
 {
-    struct dns_name_stats *grown;
+    struct dns_name_stats *ns;
+    size_t j;
 
-    for (size_t i = 0; i < d->nnames; i++)
-        if (strcmp(d->names[i].name, name) == 0)
-            return &d->names[i];
-    grown = realloc(d->names, (d->nnames + 1) * sizeof(*grown));
-    if (grown == NULL)
+    if (2 * (d->nnames + 1) > d->nslots && dns_names_grow(d) != 0)
         return NULL;
-    d->names = grown;
-    memset(&d->names[d->nnames], 0, sizeof(d->names[0]));
-    histogram_init(&d->names[d->nnames].hist, &histogram_dns);
-    snprintf(d->names[d->nnames].name, sizeof(d->names[0].name), "%s", name);
-    return &d->names[d->nnames++];
+    for (j = dns_name_slot(d, name); d->slots[j] != NULL;
+         j = (j + 1) & (d->nslots - 1))
+        if (strcmp(d->slots[j]->name, name) == 0)
+            return d->slots[j];
+    ns = calloc(1, sizeof(*ns));
+    if (ns == NULL)
+        return NULL;
+    snprintf(ns->name, sizeof(ns->name), "%s", name);
+    histogram_init(&ns->hist, &histogram_dns);
+    d->slots[j] = ns;
+    d->names[d->nnames++] = ns;
+    return ns;
 }
 
-const struct dns_name_stats *
+struct dns_name_stats *const *
 dns_name_stats_all(const struct dns *d, size_t *n)
 {
     *n = d->nnames;
@@ -349,6 +390,9 @@ dns_destroy(struct dns *d)
     resolver_destroy(d->res);
     dns_cache_destroy(d->cache);
     free(d->scratch);
+    for (size_t i = 0; i < d->nnames; i++)
+        free(d->names[i]);
     free(d->names);
+    free(d->slots);
     free(d);
 }

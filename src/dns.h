@@ -41,8 +41,8 @@ struct dns_cache *dns_cache_of(struct dns *d);
 /* Monotonic seconds: the clock of every cache deadline. */
 double dns_now(void);
 struct dns_name_stats *dns_name_stats_get(struct dns *d, const char *name);
-const struct dns_name_stats *dns_name_stats_all(const struct dns *d,
-                                                size_t *n);
+struct dns_name_stats *const *dns_name_stats_all(const struct dns *d,
+                                                 size_t *n);
 /* Address families to ask for a name under cfg: 4, 6 or both. */
 size_t dns_families(const struct config *cfg, int out[2]);
 

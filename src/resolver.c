@@ -331,7 +331,10 @@ chan_init_ares(struct resolver_chan *chan, bool checkresp)
     int mask, rc;
 
     memset(&o, 0, sizeof(o));
-    o.flags = ARES_FLAG_EDNS | ARES_FLAG_NOSEARCH;
+    /* STAYOPEN: c-ares 1.18 otherwise closes its UDP socket whenever no
+     * query is in flight, so every lone refresh pays socket, connect,
+     * fcntl, epoll_ctl and close. */
+    o.flags = ARES_FLAG_EDNS | ARES_FLAG_NOSEARCH | ARES_FLAG_STAYOPEN;
     if (!checkresp)
         o.flags |= ARES_FLAG_NOCHECKRESP;
     o.timeout = (int)(r->timeout * 1000.0 + 0.5);

@@ -277,20 +277,20 @@ stats_render_metrics(struct strbuf *sb, const char **ctype, void *arg)
     header(sb, M_DNS_QUERIES);
     if (st->dns != NULL) {
         size_t n;
-        const struct dns_name_stats *ns = dns_name_stats_all(st->dns, &n);
+        struct dns_name_stats *const *ns = dns_name_stats_all(st->dns, &n);
         for (size_t i = 0; i < n; i++)
             for (size_t q = 0; q < sizeof(qs) / sizeof(qs[0]); q++) {
                 struct strbuf_label l[2] = {
-                    {"name", ns[i].name},
+                    {"name", ns[i]->name},
                     {"result", dns_cache_status_name(qs[q])},
                 };
                 strbuf_prom_sample_u64(sb, stats_metrics[M_DNS_QUERIES].name,
-                                       l, 2, ns[i].upstream[qs[q]]);
+                                       l, 2, ns[i]->upstream[qs[q]]);
             }
         header(sb, M_DNS_QUERY_SEC);
         for (size_t i = 0; i < n; i++) {
-            struct strbuf_label l = {"name", ns[i].name};
-            histogram_render_prom(&ns[i].hist, sb,
+            struct strbuf_label l = {"name", ns[i]->name};
+            histogram_render_prom(&ns[i]->hist, sb,
                                   stats_metrics[M_DNS_QUERY_SEC].name, &l, 1);
         }
     } else {

@@ -329,7 +329,7 @@ bench_ferry(struct bench_name *names, size_t nnames, const char *ns,
     run.kick.data = run.limit.data = &run;
 
     for (unsigned p = 0; p < passes; p++) {
-        const struct dns_name_stats *st;
+        struct dns_name_stats *const *st;
         size_t nst;
 
         /* A fresh dns object per pass: an empty cache, every lookup a miss. */
@@ -353,7 +353,7 @@ bench_ferry(struct bench_name *names, size_t nnames, const char *ns,
         st = dns_name_stats_all(run.d, &nst);
         for (size_t i = 0; i < nst; i++)
             for (int s = 0; s < DNS_CACHE_Q_NSTATUS; s++)
-                queries += st[i].upstream[s];
+                queries += st[i]->upstream[s];
 
         if (p + 1 < passes) {
             dns_destroy(run.d);
