@@ -65,6 +65,8 @@
 enum hc_phase {
     HC_HANDSHAKE,                       /* TLS handshake in progress */
     HC_HEAD,                            /* waiting for / reading a head */
+    HC_RESOLVING,                       /* pool empty: waiting on DNS or on
+                                           new members' first checks */
     HC_CONNECT,                         /* connecting to the member picked */
     HC_FORWARD,                         /* request/response in flight */
     HC_TUNNEL,                          /* raw bytes both ways (101) */
@@ -78,6 +80,7 @@ enum hc_deadline {
     DL_HANDSHAKE,                       /* TLS handshake too slow */
     DL_REQUEST,                         /* head not complete: 408 */
     DL_IDLE,                            /* keep-alive idle: close */
+    DL_RESOLVE,                         /* pool still empty: 503, or retry */
     DL_CONNECT,                         /* member connect too slow */
     DL_SERVER,                          /* member silent: 504 / abort */
     DL_CLIENT,                          /* client stalled: abort */
@@ -180,7 +183,9 @@ struct hconn {
     double c_last;                      /* last client progress */
     double s_last;                      /* last member progress */
     double idle_since;                  /* keep-alive wait began */
-    double connect_started;             /* member connect began */
+    double connect_started;             /* member connect (or wait) began */
+    double resolve_poll;                /* HC_RESOLVING: next pick attempt */
+    struct dns_cache_waiter dnswait;    /* parked on a resolution */
     double linger_until;                /* end of the lingering close */
 
     char member_text[CONFIG_ADDR_TEXT_MAX]; /* member used (access log) */
@@ -482,6 +487,10 @@ hc_deadline(const struct hconn *c, enum hc_deadline *kind)
         }
         *kind = DL_IDLE;
         return c->idle_since + fc->timeout_client;
+    case HC_RESOLVING:
+        *kind = DL_RESOLVE;
+        d = c->connect_started + bc->timeout_connect;
+        return c->resolve_poll < d ? c->resolve_poll : d;
     case HC_CONNECT:
         *kind = DL_CONNECT;
         return c->connect_started + bc->timeout_connect;
@@ -733,7 +742,7 @@ hc_release(struct hconn *c, enum balance_outcome outcome)
 {
     if (c->member == NULL)
         return;
-    balance_release(c->be->pool.balance, c->member, outcome);
+    backend_release(c->be, c->member, outcome, ev_now(c->rt->loop));
     c->member = NULL;
 }
 
@@ -762,6 +771,7 @@ hc_close(struct hconn *c, const char *why, bool reset)
                   c->fe->name, c->peer_text, c->method, c->target, why, mem);
     }
     hc_log(c);
+    dns_cache_cancel(&c->dnswait);
     hc_drop_mconn(c, reset);
     /* A tunnel that ended on both sides was served well. */
     hc_release(c, c->phase == HC_TUNNEL && !reset ? BALANCE_OK
@@ -1162,6 +1172,50 @@ hc_connect(struct hconn *c)
     }
 }
 
+static void hc_dispatch(struct hconn *c);
+static void hc_run(struct hconn *c);
+
+static void
+hc_dns_woken(struct dns_cache_waiter *w, enum dns_cache_wake why,
+             const struct dns_cache_entry *e)
+{
+    struct hconn *c = w->arg;
+
+    (void)why;
+    (void)e;
+    /* Pools were updated before waiters woke: pick again. */
+    if (c->phase != HC_RESOLVING)
+        return;
+    hc_dispatch(c);
+    if (c->phase != HC_CLOSED)
+        hc_run(c);
+}
+
+/*
+ * The pool has no member to give: wait (bounded by timeout_connect) when a
+ * name has a resolution in flight, or when new members still wait for
+ * their first check (polled). Returns true when the request now waits.
+ */
+static bool
+hc_wait_pool(struct hconn *c)
+{
+    double now = ev_now(c->rt->loop);
+    bool dns = backend_dns_lookup(c->be, &c->dnswait);
+
+    if (!dns && !backend_first_checks_pending(c->be))
+        return false;
+    if (c->phase != HC_RESOLVING) {
+        c->phase = HC_RESOLVING;
+        c->connect_started = now;
+    }
+    if (now >= c->connect_started + c->be->cfg.timeout_connect) {
+        dns_cache_cancel(&c->dnswait);
+        return false;
+    }
+    c->resolve_poll = dns ? INFINITY : now + 0.02;
+    return true;
+}
+
 /* Picks a member for the request and gets a connection to it. */
 static void
 hc_dispatch(struct hconn *c)
@@ -1192,6 +1246,8 @@ hc_dispatch(struct hconn *c)
         }
     }
     m = balance_pick(c->be->pool.balance, &ctx);
+    if (m == NULL && c->attempts == 0 && hc_wait_pool(c))
+        return;
     if (m == NULL) {
         if (c->attempts == 0)
             hc_error(c, 503, "no member up", BALANCE_ABORTED);
@@ -1199,6 +1255,8 @@ hc_dispatch(struct hconn *c)
             hc_error(c, 502, "no member reachable", BALANCE_ABORTED);
         return;
     }
+    dns_cache_cancel(&c->dnswait);
+    backend_dns_lookup(c->be, NULL);
     c->member = m;
     c->attempts++;
     memcpy(c->member_text, m->addr_text, sizeof(c->member_text));
@@ -1702,6 +1760,7 @@ hc_run(struct hconn *c)
         case HC_LINGER:
             p = step_linger(c);
             break;
+        case HC_RESOLVING:
         case HC_CONNECT:
             break;
         case HC_CLOSED:
@@ -1792,6 +1851,10 @@ hc_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
     case DL_IDLE:
         hc_close(c, "done", false);
         return;
+    case DL_RESOLVE:
+        /* Poll tick (first checks pending) or the end of the wait. */
+        hc_dispatch(c);
+        break;
     case DL_CONNECT:
         hc_connect_failed(c, ETIMEDOUT, BALANCE_TIMEOUT);
         break;
@@ -1844,6 +1907,7 @@ proxy_http_accept(struct frontend *fe, int fd, const struct sockaddr *peer,
     }
     c->rt = rt;
     c->ph = ph;
+    dns_cache_waiter_init(&c->dnswait, hc_dns_woken, c);
     c->fe = fe;
     frontend_ref(fe);
     c->be = fe->backend;

@@ -8,6 +8,8 @@ Modes:
                  /health/ready      200, or 503 after /_ctl/fail
                  /_ctl/fail         health answers 503 from now on
                  /_ctl/ok           health answers 200 again
+                 /_ctl/break        every other path answers 500 from now on
+                 /_ctl/mend         ... until this
                  /status/NNN        answers with status NNN
                  /delay/MS          answers after MS milliseconds
                  /size/N            answers with N bytes
@@ -36,7 +38,7 @@ import socket
 import struct
 import sys
 
-STATE = {"healthy": True, "requests": 0, "connections": 0}
+STATE = {"healthy": True, "broken": False, "requests": 0, "connections": 0}
 
 
 async def read_proxy_header(reader):
@@ -160,6 +162,12 @@ async def handle_http(reader, writer, args):
                 STATE["healthy"] = False
             elif target == "/_ctl/ok":
                 STATE["healthy"] = True
+            elif target == "/_ctl/break":
+                STATE["broken"] = True
+            elif target == "/_ctl/mend":
+                STATE["broken"] = False
+            elif STATE["broken"]:
+                status, out = 500, b"broken\n"
             elif target.startswith("/status/"):
                 status = int(target.split("/")[2])
             elif target.startswith("/delay/"):

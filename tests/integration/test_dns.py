@@ -252,3 +252,54 @@ def test_dnsmasq_multi_a_and_reload(tmp, procs, ferry):
     dm.p.send_signal(signal.SIGHUP)
     f.wait_log("(pool 3 -> 1 members)", 10)
     assert set(banner(port) for _ in range(5)) == {"127.0.0.3"}
+
+
+def http_dns_conf(port, servers, dns_port, resolver="", be=""):
+    return dns_conf(port, servers, dns_port, resolver, be).replace(
+        "mode = tcp", "mode = http")
+
+
+def http_status(port, timeout=10):
+    import http.client
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    c.request("GET", "/", headers={"Connection": "close"})
+    r = c.getresponse()
+    body = r.read()
+    c.close()
+    return r.status, body
+
+
+def test_http_requests_park_on_cold_resolution(tmp, procs, backends,
+                                               dnsfault, ferry):
+    bs = backends(1, mode="http")
+    # DNS answers after 1.5 s; start-up gives up waiting after 0.3 s, so
+    # the first requests find an empty pool with the query in flight.
+    dnsfault.set("web.test", a=["127.0.0.1"], ttl=60, delay_ms=1500)
+    port = free_port()
+    f = ferry(http_dns_conf(port, [f"web.test:{bs[0].port}"], dnsfault.port,
+                            resolver="startup_timeout = 300ms\ntimeout = 3s",
+                            be="timeout_connect = 5s"), [port])
+    results = []
+
+    def client():
+        try:
+            results.append(http_status(port))
+        except OSError as e:
+            results.append(repr(e))
+
+    threads = [threading.Thread(target=client) for _ in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(15)
+    assert results == [(200, b"b1\n")] * 20, f.output()[-2000:]
+    assert dnsfault.count("web.test", "A") == 1
+
+
+def test_http_503_when_resolution_fails(tmp, procs, dnsfault, ferry):
+    dnsfault.set("gone.test", a=["127.0.0.1"], ttl=60, fault="nxdomain")
+    port = free_port()
+    ferry(http_dns_conf(port, ["gone.test:80"], dnsfault.port,
+                        resolver="startup_timeout = 1s"), [port])
+    status, _ = http_status(port)
+    assert status == 503

@@ -176,3 +176,20 @@ def test_new_member_gets_traffic_after_first_pass(backends, ferry):
     f.wait_log(f"member {bs[1].addr} up: first check passed", 3)
     assert time.monotonic() - t0 < 3
     assert names_seen(port, 4) == {"b1": 2, "b2": 2}
+
+
+def test_passive_5xx_ejects_member_in_http_mode(backends, ferry):
+    from test_http import http_conf
+    bs = backends(2, mode="http")
+    port = free_port()
+    f = ferry(http_conf(port, [b.addr for b in bs],
+                        be="health_check = http\nhealth_interval = 10s\n"
+                           "passive_window = 5\npassive_error_rate = 50%"),
+              [port])
+    assert http_get(bs[1].port, "/_ctl/break")[0] == 200
+    # Round-robin: b2 answers every second request with a 500 until its
+    # window is full of errors (5 of its requests), then it is taken out.
+    statuses = [http_get(port)[0] for _ in range(10)]
+    assert statuses.count(500) == 5
+    f.wait_log(f"member {bs[1].addr} down: passive: 5/5 errors", 2)
+    assert [http_get(port) for _ in range(6)] == [(200, "b1")] * 6
