@@ -1,7 +1,8 @@
 #!/bin/sh
 # The whole test suite: installs dependencies, builds ferry twice (plain, and
-# with ASan+UBSan), checks that clang builds it warning-free, and runs the
-# unit tests and the integration tests against both builds.
+# with ASan+UBSan), checks that clang builds it warning-free, fuzzes the
+# parsers for a bounded time (FUZZ_SECONDS, default 60 per target), and runs
+# the unit tests and the integration tests against both builds.
 set -eu
 cd "$(dirname "$0")/.."
 scripts/deps.sh
@@ -25,6 +26,9 @@ echo "== build (clang, warnings are errors)"
 CC=clang scripts/build.sh build-clang
 echo "== build (gcc, ASan + UBSan)"
 scripts/build.sh build-asan --enable-asan --enable-ubsan
+
+echo "== fuzz: parsers under ASan+UBSan, ${FUZZ_SECONDS:-60} s per target"
+tests/fuzz/run.sh "${FUZZ_SECONDS:-60}"
 
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
