@@ -26,6 +26,11 @@ conn_side_close(struct ev_loop *loop, struct conn_side *s, bool reset)
     }
     buf_put(s->buf);
     s->buf = NULL;
+    if (s->pipe[0] >= 0) {
+        close(s->pipe[0]);
+        close(s->pipe[1]);
+        s->pipe[0] = s->pipe[1] = -1;
+    }
 }
 
 void

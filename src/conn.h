@@ -44,6 +44,8 @@ struct conn_side {
     ev_io rio;                          /* readable watcher */
     ev_io wio;                          /* writable watcher */
     struct buf *buf;                    /* read from here, to the peer */
+    int pipe[2];                        /* splice path: -1 until bulk */
+    size_t piped;                       /* bytes in pipe, not yet sent */
     bool eof;                           /* peer sent FIN (read returned 0) */
     bool shut;                          /* we sent FIN (SHUT_WR) here */
     double last;                        /* last progress on this side */

@@ -11,6 +11,7 @@
 #include "proxy_tcp.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <arpa/inet.h>
@@ -69,7 +70,8 @@ forward_eof(struct conn *c, struct conn_side *from)
 {
     struct conn_side *to = peer_of(c, from);
 
-    if (!from->eof || to->shut || (from->buf && buf_len(from->buf) > 0))
+    if (!from->eof || to->shut || (from->buf && buf_len(from->buf) > 0) ||
+        from->piped > 0)
         return;
     to->shut = true;
     /* The other direction ended already: close sends this FIN anyway, so
@@ -91,6 +93,24 @@ flush(struct conn *c, struct conn_side *from)
     struct conn_side *to = peer_of(c, from);
     struct buf *b = from->buf;
 
+    while (from->piped > 0) {
+        ssize_t n = splice(from->pipe[0], NULL, to->fd, NULL, from->piped,
+                           SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                ev_io_stop(c->rt->loop, &from->rio);
+                ev_io_start(c->rt->loop, &to->wio);
+                return 1;
+            }
+            conn_abort(c, to == &c->client ? "client write error"
+                                            : "server write error");
+            return -1;
+        }
+        from->piped -= (size_t)n;
+        touch(c, to);
+    }
     while (b != NULL && buf_len(b) > 0) {
         ssize_t n = send(to->fd, b->data + b->start, buf_len(b),
                          MSG_NOSIGNAL);
@@ -125,6 +145,59 @@ flush(struct conn *c, struct conn_side *from)
  * TCP_READ_BURST buffers, not one per buffer. Bounded for fairness.
  */
 #define TCP_READ_BURST 16
+/*
+ * A direction that has carried this much is a bulk stream: from then on its
+ * bytes move socket -> pipe -> socket with splice(2), never copied through
+ * user space. Short exchanges never pay for the pipe's two descriptors.
+ */
+#define TCP_SPLICE_AFTER (64 * 1024)
+#define TCP_SPLICE_CHUNK (64 * 1024)
+
+/* Moves bytes from s into its pipe and on to the peer (splice path). */
+static void
+side_splice_in(struct conn *c, struct conn_side *s)
+{
+    for (int burst = 0; burst < TCP_READ_BURST; burst++) {
+        ssize_t n = splice(s->fd, NULL, s->pipe[1], NULL, TCP_SPLICE_CHUNK,
+                           SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+        if (n < 0) {
+            /* The pipe is empty whenever we read, so EAGAIN means the
+             * socket has nothing more for now. */
+            if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+                return;
+            conn_abort(c, s == &c->client ? "client reset" : "server reset");
+            return;
+        }
+        touch(c, s);
+        if (n == 0) {
+            s->eof = true;
+            ev_io_stop(c->rt->loop, &s->rio);
+            forward_eof(c, s);
+            return;
+        }
+        s->piped += (size_t)n;
+        s->bytes_in += (uint64_t)n;
+        if (flush(c, s) != 0 || c->state == CONN_CLOSED ||
+            (size_t)n < TCP_SPLICE_CHUNK)
+            return;
+    }
+}
+
+/* Whether s should switch to the splice path now (and can: a pipe). */
+static bool
+side_want_splice(struct conn_side *s)
+{
+    if (s->pipe[0] >= 0)
+        return true;
+    if (s->bytes_in < TCP_SPLICE_AFTER || s->buf != NULL)
+        return false;
+    /* Out of descriptors is no error: the buffer path carries on. */
+    if (pipe2(s->pipe, O_NONBLOCK | O_CLOEXEC) != 0) {
+        s->pipe[0] = s->pipe[1] = -1;
+        return false;
+    }
+    return true;
+}
 
 static void
 side_read_cb(struct ev_loop *loop, ev_io *w, int revents)
@@ -133,6 +206,10 @@ side_read_cb(struct ev_loop *loop, ev_io *w, int revents)
     struct conn *c = conn_of_side(s);
 
     (void)revents;
+    if (side_want_splice(s)) {
+        side_splice_in(c, s);
+        return;
+    }
     for (int burst = 0; burst < TCP_READ_BURST; burst++) {
         size_t room;
         ssize_t n;
@@ -162,6 +239,10 @@ side_read_cb(struct ev_loop *loop, ev_io *w, int revents)
          * less than a buffer's worth (it is drained: wait for the poll). */
         if (flush(c, s) != 0 || c->state == CONN_CLOSED || (size_t)n < room)
             return;
+        if (side_want_splice(s)) {
+            side_splice_in(c, s);
+            return;
+        }
     }
 }
 
@@ -487,6 +568,8 @@ proxy_tcp_accept(struct frontend *fe, int fd, const struct sockaddr *peer,
     addr_format(peer, c->peer_text, sizeof(c->peer_text));
     c->client.fd = fd;
     c->server.fd = -1;
+    c->client.pipe[0] = c->client.pipe[1] = -1;
+    c->server.pipe[0] = c->server.pipe[1] = -1;
     ev_io_init(&c->client.rio, side_read_cb, fd, EV_READ);
     ev_io_init(&c->client.wio, side_write_cb, fd, EV_WRITE);
     c->client.rio.data = c;

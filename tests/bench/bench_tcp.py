@@ -694,8 +694,8 @@ def parse_args(argv):
                     help="fetches of /big per bulk measurement, over one "
                          "connection (default 4: 1 GiB)")
     ap.add_argument("--haproxy-splice", action="store_true",
-                    help="give HAProxy 'option splice-auto' (ferry does "
-                         "not splice yet, so off by default)")
+                    help="give HAProxy 'option splice-auto' too (ferry "
+                         "splices bulk streams by default; HAProxy does not)")
     ap.add_argument("--max-other", type=float, default=5.0,
                     help="flag a measurement when other processes used "
                          "more than this percent of one core (default 5)")
