@@ -3,6 +3,7 @@
  */
 #include "balance.h"
 
+#include <netinet/in.h>
 #include <stdlib.h>
 
 static const struct balance_ops *const balance_ops_by_kind[] = {
@@ -81,6 +82,19 @@ balance_release(struct balance *b, struct member *m,
     if (b != NULL && b->ops->release != NULL && !m->gone)
         b->ops->release(b, m, outcome);
     member_unref(m);
+}
+
+void
+balance_key_client_ip(struct balance_ctx *ctx,
+                      const struct sockaddr_storage *peer)
+{
+    if (peer->ss_family == AF_INET6) {
+        ctx->key = &((const struct sockaddr_in6 *)peer)->sin6_addr;
+        ctx->keylen = 16;
+    } else {
+        ctx->key = &((const struct sockaddr_in *)peer)->sin_addr;
+        ctx->keylen = 4;
+    }
 }
 
 void

@@ -85,6 +85,9 @@ struct member *balance_pick(struct balance *b, const struct balance_ctx *ctx);
 void balance_release(struct balance *b, struct member *m,
                      enum balance_outcome outcome);
 
+/* Sets ctx's hash key to the address bytes of a client (hash_key client_ip). */
+void balance_key_client_ip(struct balance_ctx *ctx,
+                           const struct sockaddr_storage *peer);
 void balance_tried_add(struct balance_tried *t, const struct member *m);
 bool balance_tried_has(const struct balance_tried *t, const struct member *m);
 

@@ -1200,19 +1200,15 @@ static bool
 hc_wait_pool(struct hconn *c)
 {
     double now = ev_now(c->rt->loop);
-    bool dns = backend_dns_lookup(c->be, &c->dnswait);
 
-    if (!dns && !backend_first_checks_pending(c->be))
-        return false;
-    if (c->phase != HC_RESOLVING) {
-        c->phase = HC_RESOLVING;
+    if (c->phase != HC_RESOLVING)
         c->connect_started = now;
-    }
-    if (now >= c->connect_started + c->be->cfg.timeout_connect) {
+    if (!backend_wait_pool(c->be, &c->dnswait, c->connect_started, now,
+                           &c->resolve_poll)) {
         dns_cache_cancel(&c->dnswait);
         return false;
     }
-    c->resolve_poll = dns ? INFINITY : now + 0.02;
+    c->phase = HC_RESOLVING;
     return true;
 }
 
@@ -1233,13 +1229,7 @@ hc_dispatch(struct hconn *c)
     ctx.now = ev_now(loop);
     if (c->be->cfg.balance == BALANCE_HASH) {
         if (c->be->cfg.hash_key == HASH_KEY_CLIENT_IP) {
-            if (c->peer.ss_family == AF_INET6) {
-                ctx.key = &((struct sockaddr_in6 *)&c->peer)->sin6_addr;
-                ctx.keylen = 16;
-            } else {
-                ctx.key = &((struct sockaddr_in *)&c->peer)->sin_addr;
-                ctx.keylen = 4;
-            }
+            balance_key_client_ip(&ctx, &c->peer);
         } else if (c->has_key) {
             ctx.key = &c->key;
             ctx.keylen = sizeof(c->key);

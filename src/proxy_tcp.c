@@ -87,26 +87,40 @@ forward_eof(struct conn *c, struct conn_side *from)
  * Writes what `from` buffered to its peer. Returns 0 when all was written,
  * 1 when the peer is full (write watcher armed), -1 when the conn closed.
  */
+/*
+ * A write to `to` failed (errno set): 0 to retry at once (EINTR), 1 when
+ * `to` is full (back-pressure: stop reading `from` until it drains), -1
+ * when the conn was aborted.
+ */
+static int
+write_failed(struct conn *c, struct conn_side *from, struct conn_side *to)
+{
+    if (errno == EINTR)
+        return 0;
+    if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        ev_io_stop(c->rt->loop, &from->rio);
+        ev_io_start(c->rt->loop, &to->wio);
+        return 1;
+    }
+    conn_abort(c, to == &c->client ? "client write error"
+                                    : "server write error");
+    return -1;
+}
+
 static int
 flush(struct conn *c, struct conn_side *from)
 {
     struct conn_side *to = peer_of(c, from);
     struct buf *b = from->buf;
+    int rc;
 
     while (from->piped > 0) {
         ssize_t n = splice(from->pipe[0], NULL, to->fd, NULL, from->piped,
                            SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
         if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            if (errno == EAGAIN || errno == EWOULDBLOCK) {
-                ev_io_stop(c->rt->loop, &from->rio);
-                ev_io_start(c->rt->loop, &to->wio);
-                return 1;
-            }
-            conn_abort(c, to == &c->client ? "client write error"
-                                            : "server write error");
-            return -1;
+            if ((rc = write_failed(c, from, to)) != 0)
+                return rc;
+            continue;
         }
         from->piped -= (size_t)n;
         touch(c, to);
@@ -115,16 +129,9 @@ flush(struct conn *c, struct conn_side *from)
         ssize_t n = send(to->fd, b->data + b->start, buf_len(b),
                          MSG_NOSIGNAL);
         if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            if (errno == EAGAIN || errno == EWOULDBLOCK) {
-                ev_io_stop(c->rt->loop, &from->rio);
-                ev_io_start(c->rt->loop, &to->wio);
-                return 1;
-            }
-            conn_abort(c, to == &c->client ? "client write error"
-                                            : "server write error");
-            return -1;
+            if ((rc = write_failed(c, from, to)) != 0)
+                return rc;
+            continue;
         }
         b->start += (size_t)n;
         touch(c, to);
@@ -463,21 +470,17 @@ dns_woken(struct dns_cache_waiter *w, enum dns_cache_wake why,
 static bool
 proxy_tcp_wait_pool(struct conn *c)
 {
-    struct ev_loop *loop = c->rt->loop;
-    bool dns = backend_dns_lookup(c->be, &c->dnswait);
+    double now = ev_now(c->rt->loop), retry_at;
 
-    if (!dns && !backend_first_checks_pending(c->be))
+    if (c->state != CONN_RESOLVING)
+        c->connect_started = now;
+    if (!backend_wait_pool(c->be, &c->dnswait, c->connect_started, now,
+                           &retry_at)) {
+        dns_cache_cancel(&c->dnswait);
         return false;
-    if (c->state != CONN_RESOLVING) {
-        conn_set_state(c, CONN_RESOLVING);
-        c->connect_started = ev_now(loop);
     }
-    if (ev_now(loop) >= c->connect_started + c->be->cfg.timeout_connect)
-        return false;
-    /* Woken by DNS, or polled while first checks are pending. */
-    conn_arm_timer(c, dns ? c->connect_started + c->be->cfg.timeout_connect -
-                                ev_now(loop)
-                          : 0.02);
+    conn_set_state(c, CONN_RESOLVING);
+    conn_arm_timer(c, retry_at - now);
     return true;
 }
 
@@ -496,16 +499,9 @@ proxy_tcp_connect_next(struct conn *c)
     }
     ctx.tried = &c->tried;
     ctx.now = ev_now(loop);
-    if (c->be->cfg.balance == BALANCE_HASH) {
-        /* client_ip is the only key a TCP frontend can hash on. */
-        if (c->peer.ss_family == AF_INET6) {
-            ctx.key = &((struct sockaddr_in6 *)&c->peer)->sin6_addr;
-            ctx.keylen = 16;
-        } else {
-            ctx.key = &((struct sockaddr_in *)&c->peer)->sin_addr;
-            ctx.keylen = 4;
-        }
-    }
+    /* client_ip is the only key a TCP frontend can hash on. */
+    if (c->be->cfg.balance == BALANCE_HASH)
+        balance_key_client_ip(&ctx, &c->peer);
     m = balance_pick(c->be->pool.balance, &ctx);
     if (m == NULL && c->attempts == 0 && proxy_tcp_wait_pool(c))
         return;

@@ -284,6 +284,27 @@ backend_first_checks_pending(const struct backend *be)
     return false;
 }
 
+/* How often a request waiting for new members' first checks picks again. */
+#define BACKEND_POOL_POLL 0.02
+
+bool
+backend_wait_pool(struct backend *be, struct dns_cache_waiter *w,
+                  double started, double now, double *retry_at)
+{
+    double deadline = started + be->cfg.timeout_connect;
+    bool dns;
+
+    if (now >= deadline)
+        return false;
+    dns = backend_dns_lookup(be, w);
+    if (!dns && !backend_first_checks_pending(be))
+        return false;
+    *retry_at = dns || now + BACKEND_POOL_POLL > deadline
+                    ? deadline
+                    : now + BACKEND_POOL_POLL;
+    return true;
+}
+
 bool
 backend_dns_lookup(struct backend *be, struct dns_cache_waiter *w)
 {

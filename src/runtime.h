@@ -149,5 +149,14 @@ void backend_release(struct backend *be, struct member *m,
 bool backend_dns_lookup(struct backend *be, struct dns_cache_waiter *w);
 /* True while a member of the pool waits for its first health check. */
 bool backend_first_checks_pending(const struct backend *be);
+/*
+ * A request found no member to pick. When a name has a resolution in
+ * flight (w is parked on it) or new members wait for their first check,
+ * and timeout_connect since `started` has not passed, returns true and sets
+ * *retry_at to when to pick again (the deadline when woken by DNS, or a
+ * short poll for health). Otherwise false: nothing worth waiting for.
+ */
+bool backend_wait_pool(struct backend *be, struct dns_cache_waiter *w,
+                       double started, double now, double *retry_at);
 
 #endif
