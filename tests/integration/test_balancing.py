@@ -2,7 +2,7 @@
 import collections
 import socket
 
-from conftest import free_port
+from conftest import free_port, wait_for
 from test_tcp import banner, read_line, tcp_conf
 
 
@@ -46,7 +46,7 @@ def test_backup_only_when_normal_members_down(backends, ferry):
 def test_leastconn_with_long_held_connections(backends, ferry):
     bs = backends(2, mode="tcp")
     port = free_port()
-    ferry(conf(port, [b.addr for b in bs], "leastconn"), [port])
+    f = ferry(conf(port, [b.addr for b in bs], "leastconn"), [port])
     held = []
     for _ in range(4):
         s = socket.create_connection(("127.0.0.1", port), timeout=5)
@@ -57,6 +57,10 @@ def test_leastconn_with_long_held_connections(backends, ferry):
         if n == "b1":
             s.close()
     held = [(s, n) for s, n in held if n == "b2"]
+    # Both sessions must have ended inside ferry (after the member's FIN)
+    # before the next picks, or b1 still counts them.
+    wait_for(lambda: f.output().count("end=done") >= 2, 5,
+             what="b1's sessions to end")
     new = []
     for _ in range(2):
         s = socket.create_connection(("127.0.0.1", port), timeout=5)
