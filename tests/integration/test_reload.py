@@ -106,7 +106,13 @@ def test_member_health_survives_reload(backends, ferry):
     for _ in range(4):
         with connect(port) as s:
             s.sendall(b"GET / HTTP/1.0\r\n\r\n")
-            assert s.recv(4096).endswith(b"b1\n")
+            data = b""
+            while True:
+                chunk = s.recv(4096)
+                if not chunk:
+                    break
+                data += chunk
+            assert data.endswith(b"b1\n")
 
 
 def test_traffic_during_50_reloads(backends, ferry):
