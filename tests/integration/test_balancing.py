@@ -101,3 +101,37 @@ def test_hash_same_mapping_in_two_instances(backends, ferry):
     ips = [f"127.0.2.{i + 2}" for i in range(30)]
     assert {ip: client_from(ip, p1) for ip in ips} == \
         {ip: client_from(ip, p2) for ip in ips}
+
+
+def test_hash_header_same_value_same_member(backends, ferry):
+    from test_http import get, http_conf
+    bs = backends(3, mode="http")
+    port = free_port()
+    ferry(http_conf(port, [b.addr for b in bs],
+                    be="balance = hash\nhash_key = header:X-User\n"
+                       "health_check = none"), [port])
+    owner = {}
+    for user in (f"user-{i}" for i in range(30)):
+        seen = {get(port, "/", {"X-User": user})[2] for _ in range(3)}
+        assert len(seen) == 1, (user, seen)
+        owner[user] = seen.pop()
+    # 30 users spread over the 3 members.
+    assert len(set(owner.values())) == 3
+    # No header: weighted rotation instead of one hot member.
+    assert {get(port)[2] for _ in range(3)} == {b"b1\n", b"b2\n", b"b3\n"}
+
+
+def test_hash_uri_same_path_same_member(backends, ferry):
+    from test_http import get, http_conf
+    bs = backends(3, mode="http")
+    port = free_port()
+    ferry(http_conf(port, [b.addr for b in bs],
+                    be="balance = hash\nhash_key = uri\nhealth_check = none"),
+          [port])
+    owner = {}
+    for i in range(30):
+        path = f"/item/{i}"
+        seen = {get(port, path)[2] for _ in range(3)}
+        assert len(seen) == 1
+        owner[path] = seen.pop()
+    assert len(set(owner.values())) == 3

@@ -200,3 +200,40 @@ def test_memory_stable_over_1000_reloads(backends, ferry):
     log.close()
     # Leak-free reloads keep RSS flat; allow allocator noise.
     assert grown < 2048, f"RSS grew by {grown} kB over 800 reloads"
+
+
+def test_http_keepalive_and_slow_request_through_reloads(backends, ferry):
+    import http.client
+    from test_http import http_conf
+    bs = backends(2, mode="http")
+    port = free_port()
+    conf = http_conf(port, [b.addr for b in bs], be="health_check = none")
+    f = ferry(conf, [port])
+    # A slow request starts before the reloads and ends after them.
+    slow = http.client.HTTPConnection("127.0.0.1", port, timeout=20)
+    slow.request("GET", "/delay/1500")
+    keep = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    failures, served = [], 0
+    for i in range(50):
+        reload(f, conf + f"\n; reload {i}\n")
+        # The same keep-alive connection goes on serving...
+        keep.request("GET", "/")
+        r = keep.getresponse()
+        body = r.read()
+        if r.status != 200 or body not in (b"b1\n", b"b2\n"):
+            failures.append((r.status, body))
+        # ...and new connections are accepted.
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        c.request("GET", "/", headers={"Connection": "close"})
+        r = c.getresponse()
+        if r.status != 200:
+            failures.append((r.status, r.read()))
+        else:
+            r.read()
+            served += 1
+        c.close()
+    r = slow.getresponse()
+    assert (r.status, r.read()) in ((200, b"b1\n"), (200, b"b2\n"))
+    assert failures == [] and served == 50
+    keep.close()
+    slow.close()
