@@ -3,6 +3,8 @@
  */
 #include "runtime.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -161,61 +163,137 @@ backend_health_change(void *arg, struct member *m, bool up,
 
 static void runtime_phase_check(struct runtime *rt);
 
-/* Members of a server line follow the union of its names' usable answers
- * (one entry per family). */
-static void
-backend_sync_server(struct backend *be, size_t server)
-{
-    const struct config_server *s = &be->cfg.servers[server];
-    struct sockaddr_storage *addrs = NULL;
-    size_t n = 0, cap = 0, before = be->pool.n;
-    int changes;
+/* A growable array of addresses (control plane only). */
+struct addr_set {
+    struct sockaddr_storage *a;         /* addresses */
+    size_t n;                           /* in use */
+    size_t cap;                         /* allocated */
+};
 
-    for (size_t i = 0; i < be->nnames; i++) {
-        struct dns_cache_entry *e = be->names[i].entry;
-        struct sockaddr_storage *grown;
-        if (be->names[i].server != server || e->state != DNS_CACHE_RESOLVED)
+static bool
+addr_set_has(const struct addr_set *set, const struct sockaddr_storage *ss)
+{
+    for (size_t i = 0; i < set->n; i++)
+        if (addr_equal((const struct sockaddr *)&set->a[i],
+                       (const struct sockaddr *)ss))
+            return true;
+    return false;
+}
+
+static int
+addr_set_add(struct addr_set *set, const struct sockaddr_storage *ss)
+{
+    if (set->n == set->cap) {
+        size_t cap = set->cap ? set->cap * 2 : 16;
+        struct sockaddr_storage *a = realloc(set->a, cap * sizeof(*a));
+        if (a == NULL)
+            return -1;
+        set->a = a;
+        set->cap = cap;
+    }
+    set->a[set->n++] = *ss;
+    return 0;
+}
+
+static void
+addr_set_port(struct sockaddr_storage *ss, uint16_t port)
+{
+    if (ss->ss_family == AF_INET6)
+        ((struct sockaddr_in6 *)ss)->sin6_port = htons(port);
+    else
+        ((struct sockaddr_in *)ss)->sin_port = htons(port);
+}
+
+/*
+ * Members of each DNS server line follow the union of its names' usable
+ * answers (one entry per family). An address (with port) that a literal
+ * line or an earlier line already serves is merged into that member
+ * rather than doubled, so it never gets twice the share; lines are
+ * re-derived in file order, so when the earlier line drops it a later line
+ * takes it over.
+ */
+static void
+backend_sync(struct backend *be)
+{
+    struct addr_set claimed = {0}, want = {0};
+    size_t before = be->pool.n;
+    bool changed = false;
+
+    for (size_t i = 0; i < be->pool.n; i++) {
+        struct member *m = be->pool.members[i];
+        if (be->cfg.servers[m->server].is_literal &&
+            addr_set_add(&claimed, &m->addr) != 0)
+            goto oom;
+    }
+    for (size_t line = 0; line < be->cfg.nservers; line++) {
+        const struct config_server *s = &be->cfg.servers[line];
+        size_t merged = 0;
+        int changes;
+
+        if (s->is_literal)
             continue;
-        if (n + e->naddrs > cap) {
-            cap = n + e->naddrs;
-            grown = realloc(addrs, cap * sizeof(*addrs));
-            if (grown == NULL) {
-                free(addrs);
-                log_error("backend %s: out of memory applying DNS answer "
-                          "for %s",
-                          be->name, s->host);
-                return;
+        want.n = 0;
+        for (size_t i = 0; i < be->nnames; i++) {
+            struct dns_cache_entry *e = be->names[i].entry;
+            if (be->names[i].server != line ||
+                e->state != DNS_CACHE_RESOLVED)
+                continue;
+            for (size_t j = 0; j < e->naddrs; j++) {
+                struct sockaddr_storage ss = e->addrs[j];
+                addr_set_port(&ss, s->port);
+                if (addr_set_has(&claimed, &ss)) {
+                    merged++;
+                    continue;
+                }
+                if (addr_set_add(&want, &ss) != 0)
+                    goto oom;
             }
-            addrs = grown;
         }
-        memcpy(addrs + n, e->addrs, e->naddrs * sizeof(*addrs));
-        n += e->naddrs;
+        changes = pool_apply_answer(&be->pool, line, s->spec, want.a, want.n,
+                                    s->port, s->weight, s->backup);
+        if (changes < 0)
+            goto oom;
+        for (size_t j = 0; j < want.n; j++)
+            if (addr_set_add(&claimed, &want.a[j]) != 0)
+                goto oom;
+        if (changes == 0)
+            continue;
+        changed = true;
+        if (merged > 0)
+            log_info("backend %s: server %s now has %zu address%s (%zu more "
+                     "served by another server line)",
+                     be->name, s->spec, want.n, want.n == 1 ? "" : "es",
+                     merged);
+        else
+            log_info("backend %s: server %s now has %zu address%s",
+                     be->name, s->spec, want.n, want.n == 1 ? "" : "es");
     }
-    changes = pool_apply_answer(&be->pool, server, s->spec, addrs, n, s->port,
-                                s->weight, s->backup);
-    free(addrs);
-    if (changes < 0) {
-        log_error("backend %s: out of memory applying DNS answer for %s",
-                  be->name, s->host);
+    free(claimed.a);
+    free(want.a);
+    if (!changed)
         return;
-    }
-    if (changes == 0)
-        return;
+    log_info("backend %s: pool %zu -> %zu members", be->name, before,
+             be->pool.n);
     if (!be->live)
         return; /* backend_create attaches (or carries over) health */
     /* New members are checked at once and get traffic after a pass. */
     for (size_t i = 0; i < be->pool.n; i++) {
         struct member *m = be->pool.members[i];
         if (m->health == NULL &&
-            health_member_attach(be->health, m, s->host,
+            health_member_attach(be->health, m,
+                                 be->cfg.servers[m->server].host,
                                  ev_now(be->loop)) != 0)
             log_error("backend %s: out of memory attaching health checks",
                       be->name);
     }
     balance_rebuild(be->pool.balance);
-    log_info("backend %s: server %s now has %zu address%s (pool %zu -> %zu "
-             "members)",
-             be->name, s->spec, n, n == 1 ? "" : "es", before, be->pool.n);
+    return;
+oom:
+    free(claimed.a);
+    free(want.a);
+    log_error("backend %s: out of memory applying DNS answers; the pool "
+              "keeps its members",
+              be->name);
 }
 
 static void
@@ -231,7 +309,7 @@ backend_name_event(struct dns_cache_listener *l, enum dns_cache_event ev,
                  "error: %s); its members are removed",
                  bn->be->name, e->name,
                  e->last_error ? e->last_error : "none");
-    backend_sync_server(bn->be, bn->server);
+    backend_sync(bn->be);
 }
 
 static int
@@ -265,11 +343,11 @@ backend_add_names(struct backend *be, const struct config *cfg)
             dns_cache_listen(cache, bn->entry, &bn->lis, backend_name_event,
                              bn);
         }
-        /* A name already known (reload, or another backend) fills the
-         * pool now, so the swap never shows an empty pool; the listener's
-         * first delivery then finds nothing to change. */
-        backend_sync_server(be, i);
     }
+    /* Names already known (reload, or another backend) fill the pool now,
+     * so the swap never shows an empty pool; the listeners' first
+     * deliveries then find nothing to change. */
+    backend_sync(be);
     return 0;
 }
 

@@ -87,7 +87,7 @@ def test_pool_follows_changed_records(tmp, procs, dnsfault, ferry):
                        resolver="min_ttl = 1s\njitter = 0"), [port])
     assert set(banner(port) for _ in range(4)) == set(hosts[:2])
     dnsfault.set("api.test", a=hosts[1:], ttl=1)
-    f.wait_log("(pool 2 -> 2 members)", 5)
+    f.wait_log("pool 2 -> 2 members", 5)
     assert set(banner(port) for _ in range(6)) == set(hosts[1:])
 
 
@@ -250,7 +250,7 @@ def test_dnsmasq_multi_a_and_reload(tmp, procs, ferry):
     with open(hostsfile, "w") as fh:
         fh.write("127.0.0.3 svc.internal\n")
     dm.p.send_signal(signal.SIGHUP)
-    f.wait_log("(pool 3 -> 1 members)", 10)
+    f.wait_log("pool 3 -> 1 members", 10)
     assert set(banner(port) for _ in range(5)) == {"127.0.0.3"}
 
 
@@ -303,3 +303,21 @@ def test_http_503_when_resolution_fails(tmp, procs, dnsfault, ferry):
                         resolver="startup_timeout = 1s"), [port])
     status, _ = http_status(port)
     assert status == 503
+
+
+def test_same_address_from_two_lines_is_one_member(tmp, procs, dnsfault,
+                                                   ferry):
+    hosts = ["127.0.0.2", "127.0.0.3"]
+    _, bport = start_backends(tmp, procs, hosts)
+    # Both names resolve to 127.0.0.2; a literal line names it too.
+    dnsfault.set("a.test", a=hosts, ttl=60)
+    dnsfault.set("b.test", a=["127.0.0.2"], ttl=60)
+    port = free_port()
+    f = ferry(dns_conf(port, [f"127.0.0.2:{bport}", f"a.test:{bport}",
+                              f"b.test:{bport}"], dnsfault.port), [port])
+    f.wait_log("server a.test:%d now has 1 address (1 more served by "
+               "another server line)" % bport, 5)
+    assert "server b.test:%d now has" % bport not in f.output()
+    # Two members, one per address: 127.0.0.2 does not get a double share.
+    seen = collections.Counter(banner(port) for _ in range(10))
+    assert seen == {"127.0.0.2": 5, "127.0.0.3": 5}
