@@ -388,6 +388,7 @@ json_member(struct strbuf *sb, const struct member *m)
     json_kv_u64(sb, "checks_failed", hc ? hc->checks_failed : 0, true);
     json_kv_u64(sb, "passive_ejections", hc ? hc->passive_ejections : 0,
                 true);
+    json_kv_u64(sb, "transitions", hc ? hc->transitions : 0, true);
     json_kv_str(sb, "last_check",
                 hc && hc->has_checked ? hc->last_check : NULL, true);
     json_kv_double(sb, "last_check_seconds",

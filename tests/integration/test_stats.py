@@ -136,6 +136,9 @@ def test_json_schema(setup):
         assert m["state"] == "up"
         assert set(m["responses"]) == {"1xx", "2xx", "3xx", "4xx", "5xx"}
         assert m["health"]["last_check"] == "ok"
+        assert set(m["health"]) >= {"checks_passed", "checks_failed",
+                                    "passive_ejections", "transitions",
+                                    "last_check_seconds"}
     dns = doc["dns"]
     assert dns["cache_entries"] == 1
     name = dns["names"][0]
