@@ -6,14 +6,22 @@
 # crashes, leaks, trips a sanitizer or fails to build; the reproducer is
 # left as tests/fuzz/corpus-run/crash-TARGET-*.
 #
-#   tests/fuzz/run.sh [SECONDS] [TARGET...]    TARGET: request, response
+# The config target runs in corpus-run/ with two throw-away certificate
+# and key pairs there (a.crt/a.key, b.crt/b.key, made with the openssl
+# command when it exists), so tls_cert/tls_key can name real PEM files.
+#
+#   tests/fuzz/run.sh [SECONDS] [TARGET...]
+#       TARGET: request, response, config (default: all three)
 set -u
 
 secs=${1:-60}
 [ $# -gt 0 ] && shift
-targets=${*:-request response}
+targets=${*:-request response config}
 case $secs in
-*[!0-9]* | '') echo "usage: $0 [SECONDS] [request|response]..." >&2; exit 2 ;;
+*[!0-9]* | '')
+    echo "usage: $0 [SECONDS] [request|response|config]..." >&2
+    exit 2
+    ;;
 esac
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -23,13 +31,52 @@ CC=${FUZZ_CC:-clang}
 mkdir -p "$run/bin"
 
 status=0
-for t in $targets; do
-    bin=$run/bin/fuzz_http_$t
-    if ! $CC -std=c11 -g -O1 -Wall -Wextra -Werror \
+# Throw-away PEM pairs for the config target (errors only cost coverage).
+tls_pairs() {
+    command -v openssl >/dev/null 2>&1 || return 0
+    for p in a b; do
+        [ -s "$run/$p.crt" ] && [ -s "$run/$p.key" ] && continue
+        openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 \
+            -nodes -subj "/CN=$p.fuzz.invalid" -days 3650 \
+            -keyout "$run/$p.key" -out "$run/$p.crt" >/dev/null 2>&1
+    done
+}
+
+# build OUTPUT SOURCE... [FLAG...]: one driver with the sanitizers.
+build() {
+    $CC -std=c11 -g -O1 -Wall -Wextra -Werror \
         -fsanitize=fuzzer,address,undefined \
         -fno-sanitize-recover=undefined \
-        -I"$top/src" -I"$here" \
-        "$here/fuzz_http_$t.c" "$top/src/http_parser.c" -o "$bin"; then
+        -I"$top/src" -I"$here" -o "$@"
+}
+
+for t in $targets; do
+    # Per target: driver and parser sources, extra flags, dictionary.
+    case $t in
+    request | response)
+        name=fuzz_http_$t
+        set -- "$here/$name.c" "$top/src/http_parser.c"
+        dict=$here/http.dict
+        ;;
+    config)
+        # config.c wants _GNU_SOURCE (asprintf, getline) and has parsers
+        # that ignore their context; its TLS check goes through the
+        # driver's guard (see fuzz_config.c).
+        name=fuzz_config
+        set -- "$here/$name.c" "$top/src/config.c" "$top/src/tls.c" \
+            -D_GNU_SOURCE -Wno-unused-parameter \
+            -Wl,--wrap=tls_check_pair -linih -lssl -lcrypto
+        dict=$here/config.dict
+        tls_pairs
+        ;;
+    *)
+        echo "fuzz: unknown target $t (request, response or config)" >&2
+        status=1
+        continue
+        ;;
+    esac
+    bin=$run/bin/$name
+    if ! build "$bin" "$@"; then
         echo "fuzz: build of $t failed" >&2
         status=1
         continue
@@ -39,10 +86,12 @@ for t in $targets; do
     mkdir -p "$work"
     cp "$here/corpus-$t"/* "$work/"
     echo "fuzz: $t for ${secs}s"
-    if ! "$bin" -max_total_time="$secs" -max_len=4096 -timeout=10 \
-        -rss_limit_mb=2048 -print_final_stats=1 \
-        -dict="$here/http.dict" -artifact_prefix="$run/crash-$t-" \
-        "$work" 2>"$run/$t.log"; then
+    # In corpus-run/ (relative TLS paths), stdin closed: nothing a target
+    # opens by name can wait on the terminal.
+    if ! (cd "$run" && "$bin" -max_total_time="$secs" -max_len=4096 \
+        -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+        -dict="$dict" -artifact_prefix="$run/crash-$t-" \
+        "$work" 2>"$run/$t.log" </dev/null); then
         tail -n 40 "$run/$t.log" >&2
         echo "fuzz: $t FAILED (log: $run/$t.log)" >&2
         status=1
