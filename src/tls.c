@@ -3,6 +3,9 @@
  */
 #include "tls.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
@@ -13,6 +16,7 @@
 #include <unistd.h>
 
 #include <openssl/err.h>
+#include <openssl/pem.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 
@@ -53,6 +57,133 @@ tls_alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outlen,
     return SSL_TLSEXT_ERR_OK;
 }
 
+/* Largest certificate chain or key file accepted. */
+#define TLS_FILE_MAX (1024 * 1024)
+
+/*
+ * Reads a PEM file into a memory BIO. Loading runs on the event loop (also
+ * on reload), so it must not block: the open is non-blocking and only a
+ * regular file of bounded size is read (a FIFO, /dev/stdin or a device
+ * would stall every connection).
+ */
+static BIO *
+tls_read_file(const char *path, const char *what, char *err, size_t errlen)
+{
+    struct stat st;
+    BIO *bio = NULL;
+    char *data = NULL;
+    size_t got = 0;
+    int fd;
+
+    fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0) {
+        snprintf(err, errlen, "cannot read %s %s: %s", what, path,
+                 strerror(errno));
+        return NULL;
+    }
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        snprintf(err, errlen, "%s %s is not a regular file", what, path);
+        goto out;
+    }
+    if (st.st_size > TLS_FILE_MAX) {
+        snprintf(err, errlen, "%s %s is larger than %d bytes", what, path,
+                 TLS_FILE_MAX);
+        goto out;
+    }
+    data = malloc((size_t)st.st_size + 1);
+    if (data == NULL) {
+        snprintf(err, errlen, "out of memory");
+        goto out;
+    }
+    while (got < (size_t)st.st_size) {
+        ssize_t n = read(fd, data + got, (size_t)st.st_size - got);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            snprintf(err, errlen, "cannot read %s %s: %s", what, path,
+                     n < 0 ? strerror(errno) : "file shrank while read");
+            goto out;
+        }
+        got += (size_t)n;
+    }
+    bio = BIO_new(BIO_s_mem());
+    if (bio == NULL || BIO_write(bio, data, (int)got) != (int)got) {
+        BIO_free(bio);
+        bio = NULL;
+        snprintf(err, errlen, "out of memory");
+    }
+out:
+    if (data != NULL)
+        OPENSSL_cleanse(data, got);
+    free(data);
+    close(fd);
+    return bio;
+}
+
+/* The leaf certificate, then any intermediates in the same file. */
+static int
+tls_load_chain(SSL_CTX *ctx, const char *cert, char *err, size_t errlen)
+{
+    BIO *bio = tls_read_file(cert, "certificate", err, errlen);
+    X509 *x;
+    int rc = -1;
+
+    if (bio == NULL)
+        return -1;
+    x = PEM_read_bio_X509_AUX(bio, NULL, NULL, NULL);
+    if (x == NULL || SSL_CTX_use_certificate(ctx, x) != 1) {
+        tls_error(err, errlen, "cannot load certificate", cert);
+        goto out;
+    }
+    for (;;) {
+        X509 *ca = PEM_read_bio_X509(bio, NULL, NULL, NULL);
+        if (ca == NULL)
+            break;
+        if (SSL_CTX_add0_chain_cert(ctx, ca) != 1) {
+            X509_free(ca);
+            tls_error(err, errlen, "cannot load the chain of", cert);
+            goto out;
+        }
+    }
+    /* The loop ends on "no more PEM blocks", which is not an error. */
+    ERR_clear_error();
+    rc = 0;
+out:
+    X509_free(x);
+    BIO_free(bio);
+    return rc;
+}
+
+static int
+tls_load_key(SSL_CTX *ctx, const char *key, const char *cert, char *err,
+             size_t errlen)
+{
+    BIO *bio = tls_read_file(key, "key", err, errlen);
+    EVP_PKEY *pk;
+    int rc = -1;
+
+    if (bio == NULL)
+        return -1;
+    pk = PEM_read_bio_PrivateKey(bio, NULL, NULL, NULL);
+    if (pk == NULL) {
+        tls_error(err, errlen, "cannot load key", key);
+    } else if (SSL_CTX_use_PrivateKey(ctx, pk) != 1) {
+        if (ERR_GET_REASON(ERR_peek_last_error()) ==
+            X509_R_KEY_VALUES_MISMATCH) {
+            snprintf(err, errlen, "key %s does not match certificate %s",
+                     key, cert);
+            ERR_clear_error();
+        } else {
+            tls_error(err, errlen, "cannot load key", key);
+        }
+    } else {
+        rc = 0;
+    }
+    EVP_PKEY_free(pk);
+    BIO_free(bio);
+    return rc;
+}
+
 struct tls_ctx *
 tls_ctx_create(const char *cert, const char *key, char *err, size_t errlen)
 {
@@ -89,21 +220,10 @@ tls_ctx_create(const char *cert, const char *key, char *err, size_t errlen)
     SSL_CTX_set_session_id_context(ctx, sid_ctx, sizeof(sid_ctx) - 1);
     SSL_CTX_set_alpn_select_cb(ctx, tls_alpn_select, NULL);
 
-    if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1) {
-        tls_error(err, errlen, "cannot load certificate", cert);
+    if (tls_load_chain(ctx, cert, err, errlen) != 0)
         goto err;
-    }
-    if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1) {
-        if (ERR_GET_REASON(ERR_peek_last_error()) ==
-            X509_R_KEY_VALUES_MISMATCH) {
-            snprintf(err, errlen, "key %s does not match certificate %s",
-                     key, cert);
-            ERR_clear_error();
-        } else {
-            tls_error(err, errlen, "cannot load key", key);
-        }
+    if (tls_load_key(ctx, key, cert, err, errlen) != 0)
         goto err;
-    }
     if (SSL_CTX_check_private_key(ctx) != 1) {
         tls_error(err, errlen, "key does not match certificate", cert);
         goto err;

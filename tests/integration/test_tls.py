@@ -174,3 +174,20 @@ def test_mismatched_cert_key_is_config_error(tmp, cert):
                 "[backend b]\nserver = 127.0.0.1:2\n")
     r = run_ferry("-t", "-c", conf)
     assert r.returncode == 0, r.stderr
+
+
+def test_tls_file_that_would_block_is_refused(tmp, cert):
+    # A FIFO (or /dev/stdin) as a certificate must not hang the check, nor
+    # a reload on the event loop: only regular files are read.
+    crt, key = cert
+    fifo = os.path.join(tmp, "cert.fifo")
+    os.mkfifo(fifo)
+    path = os.path.join(tmp, "fifo.conf")
+    with open(path, "w") as fh:
+        fh.write("[frontend web]\nlisten = 127.0.0.1:1\nmode = http\n"
+                 f"backend = b\ntls_cert = {fifo}\ntls_key = {key}\n"
+                 "[backend b]\nserver = 127.0.0.1:2\n")
+    r = run_ferry("-t", "-c", path, timeout=5)
+    assert r.returncode == 1
+    assert f"{path}:5: [frontend web]: certificate {fifo} is not a regular " \
+        "file" in r.stderr
