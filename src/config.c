@@ -231,7 +231,8 @@ parse_port(const char *s, uint16_t *out)
 {
     unsigned v;
 
-    if (config_parse_uint(s, 1, 65535, &v) != 0)
+    /* "080" would make h:80 and h:080 two different servers. */
+    if (s[0] == '0' || config_parse_uint(s, 1, 65535, &v) != 0)
         return -1;
     *out = (uint16_t)v;
     return 0;
@@ -1294,13 +1295,6 @@ config_validate_http(struct config_ctx *ctx, struct config_frontend *fe,
     int kl = config_key_line(ctx, SECT_FRONTEND, i, "tls_key");
     char err[512];
 
-    if (fe->max_header_size < 1024 || fe->max_header_size > 1024 * 1024)
-        config_error_at(ctx,
-                        config_key_line(ctx, SECT_FRONTEND, i,
-                                        "max_header_size"),
-                        "[frontend %s]: max_header_size must be between 1k "
-                        "and 1m",
-                        fe->name);
     if ((fe->tls_cert == NULL) != (fe->tls_key == NULL)) {
         config_error_at(ctx, fe->tls_cert != NULL ? cl : kl,
                         "[frontend %s]: tls_cert and tls_key go together",

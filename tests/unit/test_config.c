@@ -443,6 +443,7 @@ test_parse_listen_addr(void **state)
 
     static const char *const bad[] = {
         "127.0.0.1:0",     "127.0.0.1:65536",  "127.0.0.1:99999",
+        "127.0.0.1:080",
         "127.0.0.1",       "127.0.0.1:",       ":8080",
         "8080",            "",                 "::1:8080",
         "::1",             "2001:db8::5:80",   "[::1]",
@@ -1604,6 +1605,7 @@ test_server_errors(void **state)
     server_error("server = 10.0.0.1:", "HOST:PORT [weight=N] [backup]");
     server_error("server = 10.0.0.1:0", "HOST:PORT [weight=N] [backup]");
     server_error("server = 10.0.0.1:65536", "HOST:PORT [weight=N]");
+    server_error("server = 10.0.0.1:080", "HOST:PORT [weight=N]");
     server_error("server = :80", "HOST:PORT [weight=N]");
     server_error("server =", "HOST:PORT [weight=N]");
     server_error("server = weight=2", "HOST:PORT [weight=N]");
