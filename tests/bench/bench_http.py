@@ -282,11 +282,11 @@ class Bench(BenchBase):
                              % (name, scheme, served))
         return served
 
-    def measure(self, name, scheme, conns, seconds):
+    def measure(self, name, scheme, conns, seconds, quiet=True):
         port = self.ports[name][scheme]
         url = "%s://127.0.0.1:%d/" % (scheme, port)
         res = self.measure_window(
-            name, lambda: self.run_wrk(url, conns, seconds))
+            name, lambda: self.run_wrk(url, conns, seconds), quiet)
         res["rate"] = res["reqs"] / res["secs"]
         res["cpu_unit"] = res["proxy_cpu"] / max(res["reqs"], 1) * 1e6
         return res
@@ -441,9 +441,9 @@ def parse_args(argv):
     ap.add_argument("--max-steal", type=float, default=10.0,
                     help="flag a measurement when the hypervisor stole more "
                          "than this percent of one core (default 10)")
-    ap.add_argument("--quiet-wait", type=int, default=60,
+    ap.add_argument("--quiet-wait", type=int, default=20,
                     help="before each measurement wait up to this many "
-                         "seconds for the machine to be idle (default 60; "
+                         "seconds for the machine to be idle (default 20; "
                          "0: do not wait)")
     ap.add_argument("--quick", action="store_true",
                     help="smoke run for CI: 1 round, 1 s per measurement")
@@ -488,7 +488,7 @@ def main(argv):
         if not args.quick:
             for case in cases:
                 for name in PROXIES:
-                    bench.measure(name, case[0], case[1], 1)
+                    bench.measure(name, case[0], case[1], 1, quiet=False)
 
         results = {n: {c: [] for c in cases} for n in PROXIES}
         want = min(3, args.rounds)

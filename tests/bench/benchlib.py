@@ -413,8 +413,11 @@ class BenchBase:
         snap["kids"] = sum(r.ru_utime + r.ru_stime for r in ru)
         return snap
 
-    def measure_window(self, name, run):
+    def measure_window(self, name, run, quiet=True):
         """Runs run() against proxy `name` and accounts for the window.
+
+        With quiet, first waits (bounded by args.quiet_wait) for the
+        machine to be idle.
 
         run() returns a dict (optionally with "flags"); it comes back with
         wall, proxy_cpu, util (share of one core), other and steal
@@ -425,7 +428,7 @@ class BenchBase:
         if p.poll() is not None:
             raise BenchError("%s exited (%s) during the run; see %s/%s.log"
                              % (name, p.returncode, self.dir, name))
-        if self.args.quiet_wait > 0:
+        if quiet and self.args.quiet_wait > 0:
             busy = wait_quiet(self.args.max_other / 100.0,
                               self.args.quiet_wait)
             if busy > self.args.max_other / 100.0:
