@@ -334,33 +334,35 @@ def clean(results, name, case):
     return [r for r in results[name][case] if not r["flags"]]
 
 
-def paired(results, case, other, key):
-    """Median over rounds where both were clean of ferry/other for key."""
-    ratios = [f[key] / o[key]
-              for f, o in zip(results["ferry"][case], results[other][case])
-              if not f["flags"] and not o["flags"] and o[key]]
-    return (statistics.median(ratios) if ratios else float("nan"),
-            len(ratios))
-
-
 def summarize(results, cases):
+    """Medians per case over the rounds where every proxy was clean.
+
+    A case where some proxy has no clean round uses all rounds of every
+    proxy (and is marked NOISY), so that the columns always compare
+    measurements of the same kind. Paired ratios use the rounds where
+    ferry and that peer were both clean (all rounds in a NOISY case).
+    """
     rows = []
     for case in cases:
-        med = {}
+        noisy = any(not clean(results, n, case) for n in PROXIES)
+        pick = (lambda r: True) if noisy else (lambda r: not r["flags"])
+        med = {"noisy": noisy}
         for name in PROXIES:
-            rs = clean(results, name, case)
-            noisy = False
-            if not rs:  # nothing clean: use all, but say so
-                rs = results[name][case]
-                noisy = True
-            m = dict(n=len(rs), total=len(results[name][case]), noisy=noisy)
+            rs = [r for r in results[name][case] if pick(r)]
+            m = dict(n=len(rs), total=len(results[name][case]))
             for key in ("rate", "p50", "p99", "cpu_unit", "util",
                         "backend_conns"):
                 m[key] = statistics.median(r[key] for r in rs)
             med[name] = m
         for other in ("haproxy", "nginx"):
-            for key in ("rate", "p99", "cpu_unit"):
-                med["paired", other, key] = paired(results, case, other, key)
+            pairs = [(f, o) for f, o in zip(results["ferry"][case],
+                                            results[other][case])
+                     if pick(f) and pick(o)]
+            for key in ("rate", "p50", "p99", "cpu_unit"):
+                ratios = [f[key] / o[key] for f, o in pairs if o[key]]
+                med["paired", other, key] = (
+                    statistics.median(ratios) if ratios else float("nan"),
+                    len(ratios))
         rows.append((case, med))
     return rows
 
@@ -385,7 +387,9 @@ def print_table(rows):
         ("backend conns opened", "backend_conns", 1.0, "%9.0f"),
     )
     for (scheme, conns), med in rows:
-        print("%s c=%d" % (scheme, conns))
+        print("%s c=%d%s" % (scheme, conns,
+                             "  (NOISY: no clean round for some proxy, "
+                             "all rounds used)" if med["noisy"] else ""))
         for label, key, scale, fmt in metrics:
             vals = [med[n][key] * scale for n in PROXIES]
             cells = [fmt % v for v in vals]
@@ -401,15 +405,17 @@ def print_table(rows):
             print("  %-28s %s %9s %8s %9s %8s" % (
                 label, " ".join(cells), ratios[0], ratios[1], ratios[2],
                 ratios[3]))
-        print("  %-28s %s" % ("clean rounds used", " ".join(
-            "%9s" % ("%d/%d%s" % (med[n]["n"], med[n]["total"],
-                                  "!" if med[n]["noisy"] else ""))
-            for n in PROXIES)))
+        print("  %-28s %s %9s %8s %9s %8s" % (
+            "rounds used", " ".join(
+                "%9s" % ("%d/%d" % (med[n]["n"], med[n]["total"]))
+                for n in PROXIES),
+            "", med["paired", "haproxy", "rate"][1], "",
+            med["paired", "nginx", "rate"][1]))
     print()
     print("f/hap, f/nginx: ferry's median over the peer's; paired: median of "
           "per-round ratios\nover rounds where both were clean. req/s > "
           "1.00x: ferry faster; latency and\nCPU us/req < 1.00x: ferry "
-          "better. '!': no clean round, all rounds used (NOISY).\nbackend "
+          "better. rounds used: clean rounds / all (paired: pairs).\nbackend "
           "conns: new connections the three backends accepted during a "
           "measurement.")
 
