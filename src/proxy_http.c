@@ -55,7 +55,7 @@
 #include "tls.h"
 
 /* Idle keep-alive connections kept per member, and for how long. */
-#define IDLE_MAX_PER_MEMBER 64
+#define IDLE_MAX_PER_MEMBER 512
 #define IDLE_TIMEOUT 5.0
 /* How long a closing connection reads (and drops) what the client sends. */
 #define LINGER_TIME 2.0
@@ -1445,6 +1445,10 @@ step_head(struct hconn *c)
     c->c_rd_hot = false;
     n = tls_io_read(&c->cio, in->data + in->end, in->cap - in->end);
     if (n > 0) {
+        /* A short read drained the socket: the next one would only say
+         * EAGAIN, so wait for the (level-triggered) watcher instead. */
+        if ((size_t)n < in->cap - in->end && !tls_io_pending(&c->cio))
+            c->c_readable = false;
         if (!c->req_started) {
             c->req_started = true;
             c->t_req = ev_now(c->rt->loop);
@@ -1478,6 +1482,8 @@ client_read(struct hconn *c)
     c->c_rd_hot = false;
     n = tls_io_read(&c->cio, in->data, in->cap);
     if (n > 0) {
+        if ((size_t)n < in->cap && !tls_io_pending(&c->cio))
+            c->c_readable = false; /* drained: wait for the watcher */
         in->end = (size_t)n;
         c->c_last = ev_now(c->rt->loop);
         c->c_rd_wants_write = false;
@@ -1586,6 +1592,8 @@ server_read(struct hconn *c)
             break;
     }
     if (n > 0) {
+        if ((size_t)n < in->cap - in->end)
+            mc->readable = false; /* drained: wait for the watcher */
         in->end += (size_t)n;
         c->s_last = ev_now(c->rt->loop);
         c->resp_bytes += (uint64_t)n;

@@ -212,6 +212,9 @@ tls_ctx_create(const char *cert, const char *key, char *err, size_t errlen)
                                  SSL_OP_IGNORE_UNEXPECTED_EOF);
     /* Partial writes and moving buffers suit a non-blocking pump; idle
      * connections give their record buffers back. */
+    /* Read whole records (header and body) in one read(2); what this
+     * buffers ahead is seen by tls_io_pending. */
+    SSL_CTX_set_read_ahead(ctx, 1);
     SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE |
                               SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
                               SSL_MODE_RELEASE_BUFFERS);
@@ -365,9 +368,22 @@ tls_io_write2(struct tls_io *io, const void *a, size_t alen, const void *b,
 
     if (alen == 0)
         return tls_io_write(io, b, blen);
-    if (io->ssl != NULL || blen == 0)
-        /* TLS: the next call sends the rest (a record per call anyway). */
+    if (blen == 0)
         return tls_io_write(io, a, alen);
+    if (io->ssl != NULL) {
+        /*
+         * TLS: a response head and a small body go out as one record (one
+         * encryption, one write, one record for the client to decrypt).
+         * The loop is single-threaded and the copy is made again on a
+         * retry (ACCEPT_MOVING_WRITE_BUFFER), so one scratch buffer does.
+         */
+        static char one_record[16384];
+        if (alen + blen > sizeof(one_record))
+            return tls_io_write(io, a, alen);
+        memcpy(one_record, a, alen);
+        memcpy(one_record + alen, b, blen);
+        return tls_io_write(io, one_record, alen + blen);
+    }
     iov[0].iov_base = (void *)a;
     iov[0].iov_len = alen;
     iov[1].iov_base = (void *)b;
@@ -383,6 +399,12 @@ tls_io_write2(struct tls_io *io, const void *a, size_t alen, const void *b,
             continue;
         return tls_would_block() ? TLS_IO_WANT_WRITE : TLS_IO_ERROR;
     }
+}
+
+bool
+tls_io_pending(const struct tls_io *io)
+{
+    return io->ssl != NULL && SSL_has_pending(io->ssl);
 }
 
 void

@@ -59,6 +59,9 @@ ssize_t tls_io_write(struct tls_io *io, const void *buf, size_t len);
 ssize_t tls_io_write2(struct tls_io *io, const void *a, size_t alen,
                       const void *b, size_t blen);
 /* Ends our direction: close_notify (best effort) and FIN. */
+/* Bytes already decrypted or buffered inside the TLS layer, which the
+ * socket's readiness will not announce (always false for plain sockets). */
+bool tls_io_pending(const struct tls_io *io);
 void tls_io_shutdown(struct tls_io *io);
 /* Frees the TLS state and closes the socket; reset sends an RST. */
 void tls_io_close(struct tls_io *io, bool reset);
