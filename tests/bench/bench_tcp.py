@@ -56,10 +56,13 @@ def ferry_conf(port, backends):
 def haproxy_conf(port, backends, splice):
     # Fair peer per benchmarking.md: one thread, no logging, defaults
     # otherwise (16 KiB buffers like ferry, no splicing unless asked).
+    # Splicing needs a pipe (two fds) per spliced direction: leave room
+    # for them under the same fd limit.
+    conns = max_conns() * 2 // 3 if splice else max_conns()
     lines = [
         "global",
         "    nbthread 1",
-        "    maxconn %d" % max_conns(),
+        "    maxconn %d" % conns,
         "",
         "defaults",
         "    mode tcp",
