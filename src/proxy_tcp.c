@@ -160,30 +160,42 @@ flush(struct conn *c, struct conn_side *from)
 #define TCP_SPLICE_AFTER (64 * 1024)
 #define TCP_SPLICE_CHUNK (64 * 1024)
 
+/*
+ * Accounts a read (recv or splice) of n bytes from s. False when the
+ * caller must stop: nothing more to read now, the FIN was forwarded, or the
+ * conn was aborted.
+ */
+static bool
+side_read_result(struct conn *c, struct conn_side *s, ssize_t n)
+{
+    if (n < 0) {
+        if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+            conn_abort(c, s == &c->client ? "client reset" : "server reset");
+        return false;
+    }
+    touch(c, s);
+    if (n == 0) {
+        s->eof = true;
+        ev_io_stop(c->rt->loop, &s->rio);
+        forward_eof(c, s);
+        return false;
+    }
+    s->bytes_in += (uint64_t)n;
+    return true;
+}
+
 /* Moves bytes from s into its pipe and on to the peer (splice path). */
 static void
 side_splice_in(struct conn *c, struct conn_side *s)
 {
     for (int burst = 0; burst < TCP_READ_BURST; burst++) {
+        /* The pipe is empty whenever we read, so EAGAIN means the socket
+         * has nothing more for now. */
         ssize_t n = splice(s->fd, NULL, s->pipe[1], NULL, TCP_SPLICE_CHUNK,
                            SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
-        if (n < 0) {
-            /* The pipe is empty whenever we read, so EAGAIN means the
-             * socket has nothing more for now. */
-            if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
-                return;
-            conn_abort(c, s == &c->client ? "client reset" : "server reset");
+        if (!side_read_result(c, s, n))
             return;
-        }
-        touch(c, s);
-        if (n == 0) {
-            s->eof = true;
-            ev_io_stop(c->rt->loop, &s->rio);
-            forward_eof(c, s);
-            return;
-        }
         s->piped += (size_t)n;
-        s->bytes_in += (uint64_t)n;
         if (flush(c, s) != 0 || c->state == CONN_CLOSED ||
             (size_t)n < TCP_SPLICE_CHUNK)
             return;
@@ -227,21 +239,9 @@ side_read_cb(struct ev_loop *loop, ev_io *w, int revents)
         }
         room = buf_room(s->buf);
         n = recv(s->fd, s->buf->data + s->buf->end, room, 0);
-        if (n < 0) {
-            if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
-                return;
-            conn_abort(c, s == &c->client ? "client reset" : "server reset");
+        if (!side_read_result(c, s, n))
             return;
-        }
-        touch(c, s);
-        if (n == 0) {
-            s->eof = true;
-            ev_io_stop(loop, &s->rio);
-            forward_eof(c, s);
-            return;
-        }
         s->buf->end += (size_t)n;
-        s->bytes_in += (uint64_t)n;
         /* Stop when the peer is full, the conn ended, or the socket had
          * less than a buffer's worth (it is drained: wait for the poll). */
         if (flush(c, s) != 0 || c->state == CONN_CLOSED || (size_t)n < room)
