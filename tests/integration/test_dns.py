@@ -26,6 +26,24 @@ def dns_conf(port, servers, dns_port, resolver="", be="", glob=""):
     return "\n".join(lines) + "\n"
 
 
+def concurrently(n, fn, timeout=15):
+    """Runs fn in n threads at once; returns results (or errors as text)."""
+    results = []
+
+    def client():
+        try:
+            results.append(fn())
+        except OSError as e:
+            results.append(repr(e))
+
+    threads = [threading.Thread(target=client) for _ in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout)
+    return results
+
+
 def banner(port, timeout=5):
     with connect(port, timeout=timeout) as s:
         return read_line(s)
@@ -192,19 +210,7 @@ def test_herd_after_expiry_one_query(tmp, procs, dnsfault, ferry):
     dnsfault.set("api.test", a=hosts, ttl=1, delay_ms=500)
     f.wait_log("no usable answer for api.test", 5)
     before = dnsfault.count("api.test", "A")
-    results = []
-
-    def client():
-        try:
-            results.append(banner(port, timeout=10))
-        except OSError as e:
-            results.append(repr(e))
-
-    threads = [threading.Thread(target=client) for _ in range(100)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(15)
+    results = concurrently(100, lambda: banner(port, timeout=10))
     assert len(results) == 100 and set(results) <= set(hosts), f.output()[-3000:]
     assert dnsfault.count("api.test", "A") - before <= 1
 
@@ -279,19 +285,7 @@ def test_http_requests_park_on_cold_resolution(tmp, procs, backends,
     f = ferry(http_dns_conf(port, [f"web.test:{bs[0].port}"], dnsfault.port,
                             resolver="startup_timeout = 300ms\ntimeout = 3s",
                             be="timeout_connect = 5s"), [port])
-    results = []
-
-    def client():
-        try:
-            results.append(http_status(port))
-        except OSError as e:
-            results.append(repr(e))
-
-    threads = [threading.Thread(target=client) for _ in range(20)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(15)
+    results = concurrently(20, lambda: http_status(port))
     assert results == [(200, b"b1\n")] * 20, f.output()[-2000:]
     assert dnsfault.count("web.test", "A") == 1
 
