@@ -191,3 +191,33 @@ def test_tls_file_that_would_block_is_refused(tmp, cert):
     assert r.returncode == 1
     assert f"{path}:5: [frontend web]: certificate {fifo} is not a regular " \
         "file" in r.stderr
+
+
+def served_cert(port):
+    import ssl
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        with ctx.wrap_socket(s, server_hostname="localhost") as t:
+            return t.getpeercert(binary_form=True)
+
+
+def test_reload_picks_up_renewed_certificate(backends, ferry, tmp):
+    import signal
+    bs = backends(1)
+    old_crt, old_key = make_cert(tmp, "old")
+    new_crt, new_key = make_cert(tmp, "new")
+    port = free_port()
+    f = ferry(tls_conf(port, [bs[0].addr], old_crt, old_key), [port])
+    first = served_cert(port)
+    # Renew in place (same paths), as certbot or cert-manager would.
+    os.replace(new_crt, old_crt)
+    os.replace(new_key, old_key)
+    f.p.send_signal(signal.SIGHUP)
+    f.wait_log("reload done")
+    second = served_cert(port)
+    assert first != second
+    with open(old_crt) as fh:
+        import ssl
+        assert ssl.DER_cert_to_PEM_cert(second).strip() == fh.read().strip()
