@@ -6,7 +6,9 @@
  *   accept ─► HANDSHAKE (TLS only) ─► HEAD ◄──────────────────────────┐
  *                                      │ head parsed, pick a member    │
  *                                      ▼                               │
- *        idle member conn? ──no──► CONNECT ──ok──┐                     │
+ *   pool empty while DNS or first checks are pending ─► RESOLVING ─┐  │
+ *        (woken by DNS or polled, bounded by timeout_connect: 503)  │  │
+ *        idle member conn? ──no──► CONNECT ──ok──┐         ◄────────┘  │
  *              │yes                 │ fail: next member (retries)      │
  *              ▼                    ▼            │                     │
  *           FORWARD ◄───────────────────────────-┘  response done,     │
