@@ -163,7 +163,7 @@ addr_len(const struct sockaddr_storage *ss)
                                      : sizeof(struct sockaddr_in);
 }
 
-static void
+void
 addr_set_port(struct sockaddr_storage *ss, uint16_t port)
 {
     if (ss->ss_family == AF_INET6)

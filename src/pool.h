@@ -99,6 +99,8 @@ void member_unref(struct member *m);
 
 /* Formats addr as "IP:PORT" or "[IPv6]:PORT". */
 void addr_format(const struct sockaddr *sa, char *buf, size_t len);
+/* Sets the port of an IPv4 or IPv6 address (host order in). */
+void addr_set_port(struct sockaddr_storage *ss, uint16_t port);
 /* Equal family, address and port. */
 bool addr_equal(const struct sockaddr *a, const struct sockaddr *b);
 

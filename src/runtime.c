@@ -195,15 +195,6 @@ addr_set_add(struct addr_set *set, const struct sockaddr_storage *ss)
     return 0;
 }
 
-static void
-addr_set_port(struct sockaddr_storage *ss, uint16_t port)
-{
-    if (ss->ss_family == AF_INET6)
-        ((struct sockaddr_in6 *)ss)->sin6_port = htons(port);
-    else
-        ((struct sockaddr_in *)ss)->sin_port = htons(port);
-}
-
 /*
  * Members of each DNS server line follow the union of its names' usable
  * answers (one entry per family). An address (with port) that a literal
