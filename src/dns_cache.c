@@ -348,6 +348,19 @@ err:
     return NULL;
 }
 
+/* Unsubscribes every listener silently; the entry is pinned no more. */
+static void
+entry_detach_listeners(struct dns_cache_entry *e)
+{
+    while (!ring_empty(&e->listeners)) {
+        struct dns_cache_listener *l =
+            (struct dns_cache_listener *)e->listeners.next;
+        ring_unlink(&l->link);
+        l->entry = NULL;
+    }
+    e->pins = 0;
+}
+
 static void
 entry_detach_all(struct dns_cache_entry *e)
 {
@@ -356,13 +369,7 @@ entry_detach_all(struct dns_cache_entry *e)
         ring_unlink(&w->link);
         w->entry = NULL;
     }
-    while (!ring_empty(&e->listeners)) {
-        struct dns_cache_listener *l =
-            (struct dns_cache_listener *)e->listeners.next;
-        ring_unlink(&l->link);
-        l->entry = NULL;
-    }
-    e->pins = 0;
+    entry_detach_listeners(e);
 }
 
 void
@@ -460,13 +467,7 @@ dns_cache_remove(struct dns_cache *c, struct dns_cache_entry *e)
     table_delete(c, e);
     c->n--;
     e->removed = true;
-    while (!ring_empty(&e->listeners)) {
-        struct dns_cache_listener *l =
-            (struct dns_cache_listener *)e->listeners.next;
-        ring_unlink(&l->link);
-        l->entry = NULL;
-    }
-    e->pins = 0;
+    entry_detach_listeners(e);
     queue_pending(c, e);                /* waiters: GONE */
     e->cache = NULL;
     c->deadline_dirty = true;
