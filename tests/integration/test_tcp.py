@@ -298,7 +298,6 @@ def test_connect_timeout_tries_next(backends, ferry):
         c.setblocking(False)
         c.connect_ex(stuck.getsockname())
         fillers.append(c)
-    time.sleep(0)  # the SYNs are in flight; the queue fills at once
     sport = stuck.getsockname()[1]
     port = free_port()
     f = ferry(tcp_conf(port, [f"127.0.0.1:{sport}", bs[0].addr],
