@@ -1379,6 +1379,14 @@ step_handshake(struct hconn *c)
 
     if (r == 1) {
         c->phase = HC_HEAD;
+        /*
+         * The handshake is tried before the watcher ever said "readable",
+         * and with read-ahead one read can bring the client's Finished and
+         * its first request: OpenSSL then holds the request and the socket
+         * is empty, so no event would ever come for it.
+         */
+        if (tls_io_pending(&c->cio))
+            c->c_readable = true;
         c->c_rd_wants_write = c->c_wr_wants_read = false;
         return true;
     }

@@ -99,6 +99,30 @@ def test_s_client_versions_and_alpn(backends, ferry, cert, version):
     assert "HTTP/1.1 200 OK" in out and "\nb1\n" in out
 
 
+def test_request_read_with_the_handshake_is_served(backends, ferry, cert):
+    """A client's Finished and its first request can reach ferry in one
+    read that also completes the handshake; OpenSSL then holds the request
+    and the socket has nothing more to say. It must be served at once, not
+    when the client gives up. The coalescing is a race (s_client, quick to
+    follow its Finished with the request, hit it about one time in 15
+    here), so many tries."""
+    bs = backends(1)
+    crt, key = cert
+    port = free_port()
+    ferry(tls_conf(port, [bs[0].addr], crt, key), [port])
+    req = b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    for i in range(50):
+        try:
+            r = subprocess.run(
+                ["openssl", "s_client", "-connect", f"127.0.0.1:{port}",
+                 "-servername", "localhost", "-ign_eof", "-quiet",
+                 "-tls1_3", "-CAfile", crt],
+                input=req, capture_output=True, timeout=5)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"try {i}: no response in 5 s")
+        assert r.stdout.startswith(b"HTTP/1.1 200 OK"), (i, r.stdout)
+
+
 def test_session_resumption(backends, ferry, cert, tmp):
     bs = backends(1)
     crt, key = cert
