@@ -210,11 +210,11 @@ tls_ctx_create(const char *cert, const char *key, char *err, size_t errlen)
     SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION |
                                  SSL_OP_CIPHER_SERVER_PREFERENCE |
                                  SSL_OP_IGNORE_UNEXPECTED_EOF);
-    /* Partial writes and moving buffers suit a non-blocking pump; idle
-     * connections give their record buffers back. */
     /* Read whole records (header and body) in one read(2); what this
      * buffers ahead is seen by tls_io_pending. */
     SSL_CTX_set_read_ahead(ctx, 1);
+    /* Partial writes and moving buffers suit a non-blocking pump; idle
+     * connections give their record buffers back. */
     SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE |
                               SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
                               SSL_MODE_RELEASE_BUFFERS);
