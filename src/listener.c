@@ -28,7 +28,6 @@ listener_accept_cb(struct ev_loop *loop, ev_io *w, int revents)
     struct frontend *fe = l->fe;
     struct runtime *rt = fe->rt;
 
-    (void)loop;
     (void)revents;
     for (int i = 0; i < ACCEPT_BATCH && !rt->accept_paused; i++) {
         struct sockaddr_storage peer;
@@ -41,14 +40,16 @@ listener_accept_cb(struct ev_loop *loop, ev_io *w, int revents)
                 return;
             if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
                 errno == ENOMEM) {
-                log_warn("frontend %s: cannot accept on %s: %s; pausing "
-                         "accepts",
-                         fe->name, l->addr.text, strerror(errno));
+                log_limited(&rt->accept_log, ev_now(loop), LOG_LEVEL_WARN,
+                            "frontend %s: cannot accept on %s: %s; pausing "
+                            "accepts",
+                            fe->name, l->addr.text, strerror(errno));
                 runtime_accept_exhausted(rt);
                 return;
             }
-            log_warn("frontend %s: accept on %s: %s", fe->name, l->addr.text,
-                     strerror(errno));
+            log_limited(&rt->accept_log, ev_now(loop), LOG_LEVEL_WARN,
+                        "frontend %s: accept on %s: %s", fe->name,
+                        l->addr.text, strerror(errno));
             return;
         }
         runtime_conn_opened(rt);

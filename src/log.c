@@ -30,24 +30,65 @@ log_get_level(void)
     return log_level;
 }
 
+static void
+log_vmsg(enum config_log_level level, unsigned held, const char *fmt,
+         va_list ap)
+{
+    char line[1024];
+    size_t cap = sizeof(line) - 1; /* room for the newline */
+    size_t n;
+
+    /* One write per event so lines from a crash or a pipe never interleave. */
+    n = (size_t)snprintf(line, cap, "%s ", log_level_names[level]);
+    n += (size_t)vsnprintf(line + n, cap - n, fmt, ap);
+    if (held > 0 && n < cap)
+        n += (size_t)snprintf(line + n, cap - n,
+                              " (%u similar message%s held back)", held,
+                              held == 1 ? "" : "s");
+    if (n > cap - 1)
+        n = cap - 1;
+    line[n++] = '\n';
+    fwrite(line, 1, n, stderr);
+}
+
 void
 log_msg(enum config_log_level level, const char *fmt, ...)
 {
-    char line[1024];
     va_list ap;
-    int n;
 
     if (level > log_level)
         return;
-    /* One write per event so lines from a crash or a pipe never interleave. */
-    n = snprintf(line, sizeof(line), "%s ", log_level_names[level]);
     va_start(ap, fmt);
-    n += vsnprintf(line + n, sizeof(line) - (size_t)n - 1, fmt, ap);
+    log_vmsg(level, 0, fmt, ap);
     va_end(ap);
-    if (n > (int)sizeof(line) - 2)
-        n = (int)sizeof(line) - 2;
-    line[n++] = '\n';
-    fwrite(line, 1, (size_t)n, stderr);
+}
+
+bool
+log_limit_pass(struct log_limit *l, double now, unsigned *held)
+{
+    if (l->started && now < l->next) {
+        l->held++;
+        return false;
+    }
+    *held = l->held;
+    l->held = 0;
+    l->started = true;
+    l->next = now + LOG_LIMIT_INTERVAL;
+    return true;
+}
+
+void
+log_limited(struct log_limit *l, double now, enum config_log_level level,
+            const char *fmt, ...)
+{
+    unsigned held;
+    va_list ap;
+
+    if (level > log_level || !log_limit_pass(l, now, &held))
+        return;
+    va_start(ap, fmt);
+    log_vmsg(level, held, fmt, ap);
+    va_end(ap);
 }
 
 int

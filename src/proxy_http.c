@@ -1153,7 +1153,8 @@ hc_connect(struct hconn *c)
     fd = socket(m->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
                 0);
     if (fd < 0) {
-        log_warn("backend %s: socket: %s", c->be->name, strerror(errno));
+        log_limited(&c->rt->socket_log, ev_now(c->rt->loop), LOG_LEVEL_WARN,
+                    "backend %s: socket: %s", c->be->name, strerror(errno));
         hc_error(c, 503, "out of sockets", BALANCE_ABORTED);
         return;
     }

@@ -521,7 +521,8 @@ proxy_tcp_connect_next(struct conn *c)
         int err = errno;
         backend_release(c->be, m, BALANCE_ABORTED, ev_now(loop));
         c->member = NULL;
-        log_warn("backend %s: socket: %s", c->be->name, strerror(err));
+        log_limited(&c->rt->socket_log, ev_now(loop), LOG_LEVEL_WARN,
+                    "backend %s: socket: %s", c->be->name, strerror(err));
         conn_close(c, "out of sockets");
         return;
     }

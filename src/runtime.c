@@ -72,8 +72,10 @@ runtime_conn_opened(struct runtime *rt)
 {
     rt->active_conns++;
     if (rt->active_conns >= rt->cfg->max_connections) {
-        log_warn("max_connections (%u) reached; accepting paused",
-                 rt->cfg->max_connections);
+        /* Under sustained load this repeats at every accept. */
+        log_limited(&rt->maxconn_log, ev_now(rt->loop), LOG_LEVEL_WARN,
+                    "max_connections (%u) reached; accepting paused",
+                    rt->cfg->max_connections);
         runtime_pause_accept(rt);
     }
 }

@@ -18,6 +18,7 @@
 #include "config.h"
 #include "balance.h"
 #include "dns_cache.h"
+#include "log.h"
 #include "pool.h"
 
 struct listener;
@@ -80,6 +81,9 @@ struct runtime {
     ev_check reaper;                    /* frees closed connections */
     ev_timer accept_retry;              /* resumes accepting after EMFILE */
     bool accept_paused;                 /* listeners stopped */
+    struct log_limit accept_log;        /* accept failures (EMFILE...) */
+    struct log_limit maxconn_log;       /* max_connections reached */
+    struct log_limit socket_log;        /* no socket for a member conn */
     bool stopping;                      /* graceful stop in progress */
     struct dns *dns;                    /* shared DNS plane */
     size_t dns_pending;                 /* names unresolved at start-up */

@@ -68,6 +68,7 @@ struct stats_server {
     bool detached;                      /* fd handed over: do not close */
     ev_io accept_io;                    /* listening socket readable */
     ev_timer accept_retry;              /* resume after EMFILE and kin */
+    struct log_limit accept_log;        /* accept failures */
     bool has_token;                     /* authorization required */
     unsigned char token_md[STATS_TOKEN_MD]; /* SHA-256 of the token */
     double timeout;                     /* per-phase deadline, seconds */
@@ -624,11 +625,13 @@ accept_cb(struct ev_loop *loop, ev_io *w, int revents)
             continue;
         if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
             errno == ENOMEM) {
-            log_warn("stats: accept: %s; pausing", strerror(errno));
+            log_limited(&srv->accept_log, ev_now(loop), LOG_LEVEL_WARN,
+                        "stats: accept: %s; pausing", strerror(errno));
             ev_timer_set(&srv->accept_retry, STATS_ACCEPT_RETRY, 0.);
             ev_timer_start(loop, &srv->accept_retry);
         } else if (errno != EAGAIN && errno != EWOULDBLOCK) {
-            log_warn("stats: accept: %s", strerror(errno));
+            log_limited(&srv->accept_log, ev_now(loop), LOG_LEVEL_WARN,
+                        "stats: accept: %s", strerror(errno));
         }
         break;
     }

@@ -337,8 +337,46 @@ def test_max_connections_pauses_accept(backends, ferry):
     extra.settimeout(5)
     assert read_line(extra) == "b1"
     extra.close()
+    # Sustained load at the limit pauses and resumes at every accept; the
+    # warning must not repeat with it.
+    for _ in range(20):
+        with connect(port) as s:
+            assert read_line(s) == "b1"
+    assert f.output().count("max_connections (3) reached") <= 2
     for s in held:
         s.close()
+
+
+def cpu_ticks(pid):
+    """utime + stime of a process, in clock ticks."""
+    with open(f"/proc/{pid}/stat") as fh:
+        fields = fh.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+
+def test_out_of_fds_pauses_accept_quietly(backends, ferry):
+    """EMFILE: accepting pauses (no busy loop, one warning, not one per
+    retry) and resumes once connections close."""
+    bs = backends(1, mode="tcp")
+    port = free_port()
+    f = ferry(tcp_conf(port, [bs[0].addr]), [port], nofile=40)
+    held = [connect(port) for _ in range(40)]  # the backlog takes them all
+    f.wait_log("Too many open files")
+    # Paused with retries every 100 ms: over a second nearly no CPU, and
+    # the warning is not repeated at every retry.
+    t0 = cpu_ticks(f.p.pid)
+    deadline = time.monotonic() + 1.0
+    while time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert cpu_ticks(f.p.pid) - t0 < 30
+    assert f.output().count("cannot accept") <= 2, f.output()
+    for s in held:
+        s.close()
+    # Closing frees fds: accepting resumes and sessions work again.
+    with connect(port) as s:
+        s.settimeout(10)
+        assert read_line(s) == "b1"
+    assert f.p.poll() is None
 
 
 def test_proxy_protocol_v1(backends, ferry):
