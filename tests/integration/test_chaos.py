@@ -3,9 +3,11 @@
 The parsers are fuzzed on their own (tests/fuzz); this drives the proxies'
 connection state machines instead. Clients send partial heads, garbage,
 pipelines, bodies, resets and TLS cut short; members answer normally, late,
-with garbage, half a response, a wrong length or a reset. Whatever happens
-to a single request, ferry must stay up with no sanitizer report, free
-every connection once the dust settles, and go on serving.
+with garbage, half a response, a wrong length or a reset. A second run
+adds a DNS name whose answers keep changing and failing, and a SIGHUP every
+half second. Whatever happens to a single request, ferry must stay up with
+no sanitizer report, free every connection once the dust settles, and go
+on serving.
 
 The run is random but bounded (FERRY_CHAOS_SECONDS, default 8 s) and
 seeded: FERRY_CHAOS_SEED replays a run, and the seed is in every failure.
@@ -13,6 +15,7 @@ seeded: FERRY_CHAOS_SEED replays a run, and the seed is in every failure.
 import json
 import os
 import random
+import signal
 import socket
 import ssl
 import threading
@@ -49,13 +52,13 @@ class ChaosMember:
 
     OK = b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n"
 
-    def __init__(self, seed):
+    def __init__(self, seed, host="127.0.0.1", port=0):
         self.rng = random.Random(seed)
         self.lock = threading.Lock()
         self.calm = False
         self.stop = False
         self.ls = socket.socket()
-        self.ls.bind(("127.0.0.1", 0))
+        self.ls.bind((host, port))
         self.ls.listen(256)
         self.ls.settimeout(0.2)
         self.port = self.ls.getsockname()[1]
@@ -149,7 +152,7 @@ class ChaosMember:
 REQ = b"GET /x HTTP/1.1\r\nHost: chaos\r\n\r\n"
 
 
-def client_actions(rng, http_port, tcp_port, tls_port, tls_ctx):
+def client_actions(rng, http_ports, tcp_port, tls_port, tls_ctx):
     """One misbehaving client step; returns the number of complete
     responses it saw (0 is fine: most steps are meant to fail)."""
     action = rng.choice((
@@ -158,7 +161,7 @@ def client_actions(rng, http_port, tcp_port, tls_port, tls_ctx):
         "close_before_reading", "huge_head", "http10", "upgrade", "tcp",
         "tls_get", "tls_garbage", "tls_cut"))
     port = tls_port if action.startswith("tls") else (
-        tcp_port if action == "tcp" else http_port)
+        tcp_port if action == "tcp" else rng.choice(http_ports))
     s = socket.create_connection(("127.0.0.1", port), timeout=4)
     try:
         if action == "get":
@@ -239,19 +242,53 @@ def active(stats_port):
     return {f["name"]: f["active_connections"] for f in st["frontends"]}
 
 
-def test_chaos_clients_and_members(backends, ferry, tmp):
-    seed = int(os.environ.get("FERRY_CHAOS_SEED", time.time_ns() % 10**9))
+def run_clients(f, seed, http_ports, tcp_port, tls_port, tls_ctx):
+    """CLIENT_THREADS misbehaving clients for SECONDS; returns (steps,
+    complete answers)."""
     rng = random.Random(seed)
-    calm = backends(1)
-    members = [ChaosMember(seed + i) for i in range(2)]
-    crt, key = make_cert(tmp)
-    http_port, tcp_port, tls_port, calm_port, stats_port = (
-        free_port() for _ in range(5))
-    conf = f"""
+    seen = [0, 0]
+    errors = []
+    lock = threading.Lock()
+
+    def client(cseed):
+        crng = random.Random(cseed)
+        deadline = time.monotonic() + SECONDS
+        while time.monotonic() < deadline and f.alive():
+            answers = 0
+            try:
+                answers = client_actions(crng, http_ports, tcp_port,
+                                         tls_port, tls_ctx)
+            except (OSError, ssl.SSLError):
+                pass  # resets and timeouts are the point
+            except Exception as e:  # a bug in this test, not in ferry
+                errors.append(repr(e))
+                return
+            with lock:
+                seen[0] += 1
+                seen[1] += answers
+
+    threads = [threading.Thread(target=client, args=(rng.random(),))
+               for _ in range(CLIENT_THREADS)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(SECONDS + 30)
+    msg = f"seed {seed}"
+    print(f"chaos: {msg}: {seen[0]} client steps, {seen[1]} answers")
+    assert not errors, (msg, errors[:3])
+    assert f.alive(), (msg, f.output()[-3000:])
+    assert seen[0] > 50 and seen[1] > seen[0] // 4, (msg, seen)
+
+
+def chaos_conf(stats_port, http_port, tls_port, tcp_port, calm_port, crt,
+               key, servers, calm_addr, extra_frontends="", extra=""):
+    lines = "\n".join(f"server = {a}" for a in servers)
+    return f"""
 [global]
 log_level = info
 [stats]
 listen = 127.0.0.1:{stats_port}
+{extra}
 [frontend web]
 listen = 127.0.0.1:{http_port}
 mode = http
@@ -276,65 +313,164 @@ timeout_client = 2s
 listen = 127.0.0.1:{calm_port}
 mode = http
 backend = calm
+{extra_frontends}
 [backend chaos]
 balance = leastconn
-server = 127.0.0.1:{members[0].port}
-server = 127.0.0.1:{members[1].port}
+{lines}
 health_check = none
 timeout_connect = 1s
 timeout_server = 1s
 retries = 1
 [backend calm]
-server = {calm[0].addr}
+server = {calm_addr}
 """
+
+
+def settle(f, stats_port, members, calm_port, http_ports, msg):
+    """After the storm: every connection freed, and clean answers again
+    once the members behave."""
+    wait_for(lambda: all(v == 0 for v in active(stats_port).values()),
+             15, what=f"all frontends idle ({msg})")
+    for m in members:
+        with m.lock:
+            m.calm = True
+    with urllib.request.urlopen(f"http://127.0.0.1:{calm_port}/",
+                                timeout=5) as r:
+        assert r.status == 200
+    for port in http_ports:
+        wait_for(lambda: chaos_get_ok(port), 15,
+                 what=f"a clean answer on port {port} ({msg})")
+    assert f.alive(), (msg, f.output()[-3000:])
+
+
+def test_chaos_clients_and_members(backends, ferry, tmp):
+    seed = int(os.environ.get("FERRY_CHAOS_SEED", time.time_ns() % 10**9))
+    calm = backends(1)
+    members = [ChaosMember(seed + i) for i in range(2)]
+    crt, key = make_cert(tmp)
+    http_port, tcp_port, tls_port, calm_port, stats_port = (
+        free_port() for _ in range(5))
+    conf = chaos_conf(stats_port, http_port, tls_port, tcp_port, calm_port,
+                      crt, key, [f"127.0.0.1:{m.port}" for m in members],
+                      calm[0].addr)
     f = ferry(conf, [http_port])
     tls_ctx = ssl.create_default_context(cafile=crt)
-    seen = [0, 0]  # steps, complete responses
-    lock = threading.Lock()
-    errors = []
-
-    def client(cseed):
-        crng = random.Random(cseed)
-        deadline = time.monotonic() + SECONDS
-        while time.monotonic() < deadline and f.alive():
-            answers = 0
-            try:
-                answers = client_actions(crng, http_port, tcp_port,
-                                         tls_port, tls_ctx)
-            except (OSError, ssl.SSLError):
-                pass  # resets and timeouts are the point
-            except Exception as e:  # a bug in this test, not in ferry
-                errors.append(repr(e))
-                return
-            with lock:
-                seen[0] += 1
-                seen[1] += answers
-
-    threads = [threading.Thread(target=client, args=(rng.random(),))
-               for _ in range(CLIENT_THREADS)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(SECONDS + 30)
     try:
-        msg = f"seed {seed}"
-        print(f"chaos: {msg}: {seen[0]} client steps, {seen[1]} answers")
-        assert not errors, (msg, errors[:3])
-        assert f.alive(), (msg, f.output()[-3000:])
-        assert seen[0] > 50 and seen[1] > seen[0] // 4, (msg, seen)
-        # Every connection is freed once timeouts have run out.
-        wait_for(lambda: all(v == 0 for v in active(stats_port).values()),
-                 15, what=f"all frontends idle ({msg})")
-        # And ferry still serves, also through the frontends that took
-        # the beating once the members behave.
+        run_clients(f, seed, [http_port], tcp_port, tls_port, tls_ctx)
+        settle(f, stats_port, members, calm_port, [http_port],
+               f"seed {seed}")
+    finally:
         for m in members:
-            with m.lock:
-                m.calm = True
-        with urllib.request.urlopen(f"http://127.0.0.1:{calm_port}/",
-                                    timeout=5) as r:
-            assert r.status == 200
-        wait_for(lambda: chaos_get_ok(http_port), 15,
-                 what=f"a clean answer through the chaos frontend ({msg})")
+            m.close()
+
+
+def members_on_one_port(seed, hosts):
+    """ChaosMembers on several loopback addresses sharing one port (a DNS
+    name gives one port for all its addresses)."""
+    for _ in range(20):
+        first = ChaosMember(seed, hosts[0])
+        try:
+            rest = [ChaosMember(seed + i + 1, h, first.port)
+                    for i, h in enumerate(hosts[1:])]
+        except OSError:
+            first.close()
+            continue
+        return [first] + rest
+    raise AssertionError("no port free on every address")
+
+
+def test_chaos_with_dns_churn_and_reloads(backends, ferry, dnsfault, tmp):
+    """The same storm, plus a DNS name whose answers change, fail, time
+    out and come back empty every few hundred ms (pools grow, shrink and
+    expire under live connections), and a SIGHUP every half second that
+    flips the name's backend between two configurations."""
+    seed = int(os.environ.get("FERRY_CHAOS_SEED", time.time_ns() % 10**9))
+    rng = random.Random(seed ^ 0x5EED)
+    calm = backends(1)
+    hosts = [f"127.0.0.{i}" for i in range(2, 6)]
+    named = members_on_one_port(seed, hosts)
+    fixed = [ChaosMember(seed + 100)]
+    members = named + fixed
+    crt, key = make_cert(tmp)
+    http_port, tcp_port, tls_port, calm_port, stats_port, named_port = (
+        free_port() for _ in range(6))
+    dnsfault.cmd(cmd="set", name="svc.test", a=hosts, ttl=1)
+    resolver = f"""[resolver]
+nameservers = 127.0.0.1:{dnsfault.port}
+hosts_file = off
+timeout = 300ms
+attempts = 2
+min_ttl = 1s
+negative_ttl = 1s
+stale_ttl = 2s
+prefetch = 20%"""
+
+    def conf(flip):
+        named_be = ("balance = hash\nhash_key = uri\n" if flip
+                    else "balance = roundrobin\n")
+        return chaos_conf(
+            stats_port, http_port, tls_port, tcp_port, calm_port, crt, key,
+            [f"127.0.0.1:{fixed[0].port}"], calm[0].addr, extra=resolver,
+            extra_frontends=f"""[frontend named]
+listen = 127.0.0.1:{named_port}
+mode = http
+backend = named
+timeout_client = 2s
+timeout_request = 2s
+[backend named]
+server = svc.test:{named[0].port}
+{named_be}health_check = {"tcp" if flip else "none"}
+health_interval = 200ms
+timeout_connect = 1s
+timeout_server = 1s
+""")
+
+    f = ferry(conf(False), [http_port])
+    tls_ctx = ssl.create_default_context(cafile=crt)
+    stop = threading.Event()
+    churns = [0, 0]
+
+    def churn():
+        faults = (None, None, None, "servfail", "nxdomain", "drop", "empty")
+        while not stop.wait(rng.uniform(0.1, 0.3)):
+            fault = rng.choice(faults)
+            entry = {"cmd": "set", "name": "svc.test", "ttl": 1,
+                     "a": rng.sample(hosts, rng.randrange(0, len(hosts) + 1)),
+                     "fault": fault, "reorder": rng.random() < 0.3}
+            if fault is None and rng.random() < 0.2:
+                entry["delay_ms"] = rng.randrange(100, 700)
+            dnsfault.cmd(**entry)
+            churns[0] += 1
+
+    def reload():
+        flip = False
+        while not stop.wait(0.5):
+            flip = not flip
+            with open(f.conf, "w") as fh:
+                fh.write(conf(flip))
+            f.p.send_signal(signal.SIGHUP)
+            churns[1] += 1
+
+    helpers = [threading.Thread(target=churn), threading.Thread(target=reload)]
+    for t in helpers:
+        t.start()
+    try:
+        try:
+            run_clients(f, seed, [http_port, named_port], tcp_port, tls_port,
+                        tls_ctx)
+        finally:
+            stop.set()
+            for t in helpers:
+                t.join(10)
+        msg = f"seed {seed}"
+        print(f"chaos: {msg}: {churns[0]} DNS changes, {churns[1]} reloads")
+        assert churns[0] > 5 and churns[1] > 3, (msg, churns)
+        dnsfault.cmd(cmd="set", name="svc.test", a=hosts, ttl=1)
+        settle(f, stats_port, members, calm_port, [http_port, named_port], msg)
+        out = f.output()
+        assert "reload failed" not in out
+        # The churn reached the pool, not just the resolver.
+        assert out.count("backend named: pool") >= 3, (msg, out[-3000:])
     finally:
         for m in members:
             m.close()
