@@ -212,8 +212,8 @@ def main():
                      f"{a.addr}:53", "-f", hosts, "-c", str(a.conc),
                      "-p", str(a.passes), "-w", str(a.warm)]
         glibc_cmd = ["unshare", "-m", "sh", "-ec",
-                     f'mount --bind "$1" /etc/resolv.conf; '
-                     f'exec taskset -c 1 "$2" glibc -f "$3" -p "$4"',
+                     'mount --bind "$1" /etc/resolv.conf; '
+                     'exec taskset -c 1 "$2" glibc -f "$3" -p "$4"',
                      "sh", resolv, bench, hosts, str(a.glibc_passes)]
         cache_cmd = ["taskset", "-c", "1", cache_bench, str(a.names),
                      str(a.hit_lookups)]

@@ -8,7 +8,6 @@ import resource
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 
@@ -52,6 +51,23 @@ def can_connect(host, port):
             return True
     except OSError:
         return False
+
+
+def recv_to_eof(s, size=65536, reset_ok=False):
+    """Everything a socket delivers until the peer closes it. With
+    reset_ok, a reset ends the read like a close does."""
+    data = bytearray()
+    while True:
+        try:
+            chunk = s.recv(size)
+        except ConnectionResetError:
+            if not reset_ok:
+                raise
+            break
+        if not chunk:
+            return bytes(data)
+        data += chunk
+    return bytes(data)
 
 
 def raise_nofile(n=8192):

@@ -4,8 +4,6 @@ import collections
 import os
 import shutil
 import signal
-import socket
-import subprocess
 import threading
 import time
 

@@ -6,8 +6,8 @@ import threading
 import time
 import urllib.request
 
-from conftest import free_port, wait_for
-from test_tcp import banner, tcp_conf
+from conftest import free_port
+from test_tcp import tcp_conf
 
 
 def http_get(port, path="/", timeout=5):

@@ -9,9 +9,7 @@ import struct
 import threading
 import time
 
-import pytest
-
-from conftest import free_port, run_ferry, wait_for
+from conftest import free_port, run_ferry
 
 
 def http_conf(port, servers, fe="", be="", glob=""):

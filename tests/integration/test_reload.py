@@ -6,7 +6,8 @@ import socket
 import threading
 import time
 
-from conftest import can_connect, free_port, sanitized, wait_for
+from conftest import (can_connect, free_port, recv_to_eof, sanitized,
+                      wait_for)
 from test_tcp import banner, connect, read_line, tcp_conf
 
 
@@ -106,13 +107,7 @@ def test_member_health_survives_reload(backends, ferry):
     for _ in range(4):
         with connect(port) as s:
             s.sendall(b"GET / HTTP/1.0\r\n\r\n")
-            data = b""
-            while True:
-                chunk = s.recv(4096)
-                if not chunk:
-                    break
-                data += chunk
-            assert data.endswith(b"b1\n")
+            assert recv_to_eof(s).endswith(b"b1\n")
 
 
 def test_traffic_during_50_reloads(backends, ferry):

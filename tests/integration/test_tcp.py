@@ -10,7 +10,8 @@ import time
 
 import pytest
 
-from conftest import can_connect, free_port, run_ferry, wait_for
+from conftest import (can_connect, free_port, recv_to_eof, run_ferry,
+                      wait_for)
 
 
 def tcp_conf(port, servers, fe="", be="", glob="", listen=None,
@@ -130,7 +131,6 @@ def test_50mb_integrity_both_ways(backends, ferry):
     port = free_port()
     ferry(tcp_conf(port, [bs[0].addr]), [port])
     payload = os.urandom(50 * 1024 * 1024)
-    got = bytearray()
     with connect(port, timeout=60) as s:
         assert read_line(s) == "b1"
 
@@ -142,11 +142,7 @@ def test_50mb_integrity_both_ways(backends, ferry):
 
         t = threading.Thread(target=sender)
         t.start()
-        while True:
-            chunk = s.recv(1 << 20)
-            if not chunk:
-                break
-            got += chunk
+        got = recv_to_eof(s, 1 << 20)
         t.join(60)
     assert len(got) == len(payload)
     assert hashlib.sha256(got).digest() == hashlib.sha256(payload).digest()
@@ -173,12 +169,7 @@ def test_server_half_close_reaches_client(backends, ferry, tmp):
     ferry(tcp_conf(port, [bs[0].addr]), [port])
     with connect(port) as s:
         s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        data = b""
-        while True:
-            chunk = s.recv(4096)
-            if not chunk:
-                break
-            data += chunk
+        data = recv_to_eof(s)
     assert data.startswith(b"HTTP/1.1 200") and data.endswith(b"b1\n")
 
 
@@ -229,15 +220,7 @@ def test_backend_abort_mid_stream(backends, ferry):
             s.sendall(os.urandom(1000000))
         except OSError:
             pass
-        got = 0
-        try:
-            while True:
-                chunk = s.recv(65536)
-                if not chunk:
-                    break
-                got += len(chunk)
-        except ConnectionResetError:
-            pass
+        got = len(recv_to_eof(s, reset_ok=True))
         assert got < 1000000
     # The RST shows up on ferry's next read or next write to the member.
     wait_for(lambda: "end=server reset" in f.output()

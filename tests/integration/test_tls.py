@@ -1,12 +1,11 @@
 """TLS termination on http frontends: curl, openssl s_client, config checks."""
-import json
 import os
 import socket
 import subprocess
 
 import pytest
 
-from conftest import free_port, run_ferry
+from conftest import free_port, recv_to_eof, run_ferry
 from test_http import backend_stats, http_conf
 
 
@@ -148,15 +147,8 @@ def test_plain_http_to_tls_port_never_reaches_member(backends, ferry, cert):
           [port])
     with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
         s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-        data = b""
-        while True:
-            try:
-                chunk = s.recv(4096)
-            except ConnectionResetError:
-                break  # closed with the request unread: an RST
-            if not chunk:
-                break
-            data += chunk
+        # Closed with the request unread, so possibly with an RST.
+        data = recv_to_eof(s, reset_ok=True)
     assert b"HTTP/1.1 200" not in data
     assert backend_stats(bs[0])["requests"] == 0
     assert backend_stats(bs[0])["connections"] == 0
