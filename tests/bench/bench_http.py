@@ -27,7 +27,6 @@ Debian's /usr/bin/python3, stdlib only. See tests/bench/README.md.
 
 import argparse
 import os
-import shutil
 import socket
 import ssl
 import statistics
@@ -35,8 +34,9 @@ import sys
 import urllib.request
 
 from benchlib import (BODY, BenchBase, BenchError, Children, CPU_LOAD,
-                      CPU_PROXY, check_cpus, check_tools, fmt_ratio,
-                      http_get, log, max_conns, parse_wrk, setup_process)
+                      CPU_PROXY, add_common_args, check_cpus, check_tools,
+                      clean, finish, fmt_ratio, http_get, log, max_conns,
+                      parse_wrk, run_rounds, setup_process)
 
 PROXIES = ("ferry", "haproxy", "nginx")
 SCHEMES = ("http", "https")
@@ -330,10 +330,6 @@ def fmt_line(rnd, name, case, r):
     return s
 
 
-def clean(results, name, case):
-    return [r for r in results[name][case] if not r["flags"]]
-
-
 def summarize(results, cases):
     """Medians per case over the rounds where every proxy was clean.
 
@@ -422,11 +418,7 @@ def print_table(rows):
 
 def parse_args(argv):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--ferry", default="./build/ferry",
-                    help="ferry binary (default ./build/ferry)")
-    ap.add_argument("--haproxy", default="/usr/sbin/haproxy")
-    ap.add_argument("--nginx", default="/usr/sbin/nginx")
-    ap.add_argument("--wrk", default="/usr/bin/wrk")
+    add_common_args(ap, quiet_wait=20)
     ap.add_argument("--openssl", default="/usr/bin/openssl")
     ap.add_argument("--rounds", type=int, default=5,
                     help="rounds per proxy and case (default 5; at least 3 "
@@ -441,20 +433,8 @@ def parse_args(argv):
     ap.add_argument("--max-errors", type=int, default=0,
                     help="flag a measurement when wrk saw more socket "
                          "errors than this (default 0)")
-    ap.add_argument("--max-other", type=float, default=5.0,
-                    help="flag a measurement when other processes used "
-                         "more than this percent of one core (default 5)")
-    ap.add_argument("--max-steal", type=float, default=10.0,
-                    help="flag a measurement when the hypervisor stole more "
-                         "than this percent of one core (default 10)")
-    ap.add_argument("--quiet-wait", type=int, default=20,
-                    help="before each measurement wait up to this many "
-                         "seconds for the machine to be idle (default 20; "
-                         "0: do not wait)")
     ap.add_argument("--quick", action="store_true",
                     help="smoke run for CI: 1 round, 1 s per measurement")
-    ap.add_argument("--keep", action="store_true",
-                    help="keep the temp dir (configs, logs)")
     args = ap.parse_args(argv)
     try:
         args.conns = [int(x) for x in args.connections.split(",")]
@@ -496,21 +476,10 @@ def main(argv):
                 for name in PROXIES:
                     bench.measure(name, case[0], case[1], 1, quiet=False)
 
-        results = {n: {c: [] for c in cases} for n in PROXIES}
-        want = min(3, args.rounds)
-        max_rounds = args.rounds if args.quick else 2 * args.rounds
-        rnd = 0
-        while rnd < max_rounds:
-            if rnd >= args.rounds and \
-                    all(len(clean(results, n, c)) >= want
-                        for n in PROXIES for c in cases):
-                break
-            rnd += 1
-            for case in cases:
-                for name in PROXIES:
-                    r = bench.measure(name, case[0], case[1], args.seconds)
-                    results[name][case].append(r)
-                    log(fmt_line(rnd, name, case, r))
+        results = run_rounds(
+            args.rounds, args.quick, PROXIES, cases,
+            lambda name, case: bench.measure(name, case[0], case[1],
+                                             args.seconds), fmt_line)
         print_table(summarize(results, cases))
         return 0
     except BenchError as e:
@@ -520,11 +489,7 @@ def main(argv):
         log("bench_http: interrupted")
         return 130
     finally:
-        kids.stop_all()
-        if bench.dir and not args.keep:
-            shutil.rmtree(bench.dir, ignore_errors=True)
-        elif bench.dir:
-            log("kept %s" % bench.dir)
+        finish(kids, bench, args.keep)
 
 
 if __name__ == "__main__":

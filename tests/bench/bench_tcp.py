@@ -24,13 +24,13 @@ Debian's /usr/bin/python3, stdlib only. See tests/bench/README.md.
 import argparse
 import os
 import re
-import shutil
 import statistics
 import sys
 
 from benchlib import (BODY, BenchBase, BenchError, Children, CPU_LOAD,
-                      CPU_PROXY, check_cpus, check_tools, fmt_ratio,
-                      http_get, log, max_conns, parse_wrk, setup_process)
+                      CPU_PROXY, add_common_args, check_cpus, check_tools,
+                      clean, finish, fmt_ratio, http_get, log, max_conns,
+                      parse_wrk, run_rounds, setup_process)
 
 # --------------------------------------------------------------------------
 # Configurations.
@@ -206,10 +206,6 @@ def fmt_line(rnd, name, kind, r):
     return s
 
 
-def clean(results, name, kind):
-    return [r for r in results[name][kind] if not r["flags"]]
-
-
 def summarize(results, kinds):
     rows = []
     for kind in kinds:
@@ -282,11 +278,7 @@ def print_table(rows, args):
 
 def parse_args(argv):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--ferry", default="./build/ferry",
-                    help="ferry binary (default ./build/ferry)")
-    ap.add_argument("--haproxy", default="/usr/sbin/haproxy")
-    ap.add_argument("--nginx", default="/usr/sbin/nginx")
-    ap.add_argument("--wrk", default="/usr/bin/wrk")
+    add_common_args(ap, quiet_wait=60)
     ap.add_argument("--curl", default="/usr/bin/curl")
     ap.add_argument("--rounds", type=int, default=5,
                     help="rounds per proxy (default 5; at least 3 for a "
@@ -303,22 +295,10 @@ def parse_args(argv):
     ap.add_argument("--haproxy-splice", action="store_true",
                     help="give HAProxy 'option splice-auto' too (ferry "
                          "splices bulk streams by default; HAProxy does not)")
-    ap.add_argument("--max-other", type=float, default=5.0,
-                    help="flag a measurement when other processes used "
-                         "more than this percent of one core (default 5)")
-    ap.add_argument("--max-steal", type=float, default=10.0,
-                    help="flag a measurement when the hypervisor stole more "
-                         "than this percent of one core (default 10)")
-    ap.add_argument("--quiet-wait", type=int, default=60,
-                    help="before each measurement wait up to this many "
-                         "seconds for the machine to be idle (default 60; "
-                         "0: do not wait)")
     ap.add_argument("--only", choices=KINDS,
                     help="run only one of the two measurements")
     ap.add_argument("--quick", action="store_true",
                     help="smoke run for CI: 1 round, ~1 s per measurement")
-    ap.add_argument("--keep", action="store_true",
-                    help="keep the temp dir (configs, logs)")
     args = ap.parse_args(argv)
     if args.quick:
         args.rounds = 1
@@ -363,21 +343,8 @@ def main(argv):
                     finally:
                         args.conn_seconds, args.bulk_transfers = saved
 
-        results = {n: {k: [] for k in KINDS} for n in PROXIES}
-        want = min(3, args.rounds)
-        max_rounds = args.rounds if args.quick else 2 * args.rounds
-        rnd = 0
-        while rnd < max_rounds:
-            if rnd >= args.rounds and \
-                    all(len(clean(results, n, k)) >= want
-                        for n in PROXIES for k in kinds):
-                break
-            rnd += 1
-            for kind in kinds:
-                for name in PROXIES:
-                    r = bench.measure(name, kind)
-                    results[name][kind].append(r)
-                    log(fmt_line(rnd, name, kind, r))
+        results = run_rounds(args.rounds, args.quick, PROXIES, kinds,
+                             bench.measure, fmt_line)
         rows = summarize(results, kinds)
         print_table(rows, args)
         return 0
@@ -388,11 +355,7 @@ def main(argv):
         log("bench_tcp: interrupted")
         return 130
     finally:
-        kids.stop_all()
-        if bench.dir and not args.keep:
-            shutil.rmtree(bench.dir, ignore_errors=True)
-        elif bench.dir:
-            log("kept %s" % bench.dir)
+        finish(kids, bench, args.keep)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ import ctypes
 import os
 import re
 import resource
+import shutil
 import signal
 import socket
 import subprocess
@@ -497,3 +498,61 @@ def check_tools(tools):
 
 def fmt_ratio(x):
     return "-" if x != x else "%.2fx" % x  # NaN: no data
+
+
+def add_common_args(ap, quiet_wait):
+    """The options every proxy benchmark shares: binaries, noise limits,
+    --keep. --quiet-wait defaults to quiet_wait seconds."""
+    ap.add_argument("--ferry", default="./build/ferry",
+                    help="ferry binary (default ./build/ferry)")
+    ap.add_argument("--haproxy", default="/usr/sbin/haproxy")
+    ap.add_argument("--nginx", default="/usr/sbin/nginx")
+    ap.add_argument("--wrk", default="/usr/bin/wrk")
+    ap.add_argument("--max-other", type=float, default=5.0,
+                    help="flag a measurement when other processes used "
+                         "more than this percent of one core (default 5)")
+    ap.add_argument("--max-steal", type=float, default=10.0,
+                    help="flag a measurement when the hypervisor stole more "
+                         "than this percent of one core (default 10)")
+    ap.add_argument("--quiet-wait", type=int, default=quiet_wait,
+                    help="before each measurement wait up to this many "
+                         "seconds for the machine to be idle (default %d; "
+                         "0: do not wait)" % quiet_wait)
+    ap.add_argument("--keep", action="store_true",
+                    help="keep the temp dir (configs, logs)")
+
+
+def clean(results, name, key):
+    """The rounds of one proxy and case that no noise check flagged."""
+    return [r for r in results[name][key] if not r["flags"]]
+
+
+def run_rounds(rounds, quick, proxies, keys, measure, fmt_line):
+    """Interleaved rounds: every key, every proxy, in turn. Past `rounds`,
+    rounds go on (up to twice as many, not when quick) until every proxy
+    has at least min(3, rounds) clean ones for every key. Returns
+    results[name][key] = [measurement, ...]."""
+    results = {n: {k: [] for k in keys} for n in proxies}
+    want = min(3, rounds)
+    max_rounds = rounds if quick else 2 * rounds
+    rnd = 0
+    while rnd < max_rounds:
+        if rnd >= rounds and all(len(clean(results, n, k)) >= want
+                                 for n in proxies for k in keys):
+            break
+        rnd += 1
+        for key in keys:
+            for name in proxies:
+                r = measure(name, key)
+                results[name][key].append(r)
+                log(fmt_line(rnd, name, key, r))
+    return results
+
+
+def finish(kids, bench, keep):
+    """Stops every child and removes the temp dir unless asked to keep it."""
+    kids.stop_all()
+    if bench.dir and not keep:
+        shutil.rmtree(bench.dir, ignore_errors=True)
+    elif bench.dir:
+        log("kept %s" % bench.dir)
