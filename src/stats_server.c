@@ -19,6 +19,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "http_parser.h"
 #include "log.h"
 
 #define STATS_DEFAULT_TIMEOUT 10.0
@@ -83,17 +84,6 @@ struct stats_server {
 
 /* ---- head parsing (pure) ---- */
 
-/* RFC 9110 tchar: the bytes allowed in methods and header names. */
-static bool
-is_tchar(unsigned char c)
-{
-    if (c >= '0' && c <= '9')
-        return true;
-    if ((c | 0x20) >= 'a' && (c | 0x20) <= 'z')
-        return true;
-    return c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL;
-}
-
 /* Position just past the empty line ending the head, scanning from `from`. */
 static size_t
 head_end(const char *buf, size_t len, size_t from)
@@ -142,7 +132,7 @@ parse_request_line(const char *l, size_t n, struct stats_request *req)
 {
     size_t i = 0, m, t;
 
-    while (i < n && is_tchar((unsigned char)l[i]))
+    while (i < n && http_is_tchar((unsigned char)l[i]))
         i++;
     m = i;
     if (m == 0 || i >= n || l[i] != ' ')
@@ -178,7 +168,7 @@ parse_header(const char *l, size_t n, struct stats_request *req)
 {
     size_t i = 0, v, e;
 
-    while (i < n && is_tchar((unsigned char)l[i]))
+    while (i < n && http_is_tchar((unsigned char)l[i]))
         i++;
     /* Also rejects obsolete folding: a line starting with SP or HT. */
     if (i == 0 || i >= n || l[i] != ':')
