@@ -3,27 +3,21 @@
  */
 #include "conn.h"
 
+#include <assert.h>
 #include <stdlib.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
-#include "log.h"
-#include "runtime.h"
+#include "frontend.h"
+#include "net.h"
 
 static void
 conn_side_close(struct ev_loop *loop, struct conn_side *s, bool reset)
 {
     ev_io_stop(loop, &s->rio);
     ev_io_stop(loop, &s->wio);
-    if (s->fd >= 0) {
-        if (reset) {
-            /* Abort: an RST tells the peer the stream did not end well. */
-            struct linger lg = {.l_onoff = 1, .l_linger = 0};
-            setsockopt(s->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
-        }
-        close(s->fd);
-        s->fd = -1;
-    }
+    /* Abort: an RST tells the peer the stream did not end well. */
+    net_close(s->fd, reset);
+    s->fd = -1;
     buf_put(s->buf);
     s->buf = NULL;
     if (s->pipe[0] >= 0) {
@@ -33,53 +27,65 @@ conn_side_close(struct ev_loop *loop, struct conn_side *s, bool reset)
     }
 }
 
+/* The moves the diagram in conn.h allows. */
+static bool
+conn_state_move_ok(enum conn_state from, enum conn_state to)
+{
+    switch (to) {
+    case CONN_RESOLVING:
+        return from == CONN_NEW || from == CONN_RESOLVING;
+    case CONN_CONNECTING:
+        return from == CONN_NEW || from == CONN_RESOLVING ||
+               from == CONN_CONNECTING;
+    case CONN_TUNNEL:
+        return from == CONN_CONNECTING;
+    case CONN_CLOSED:
+        return from != CONN_CLOSED;
+    default:
+        return false;
+    }
+}
+
 void
 conn_set_state(struct conn *c, enum conn_state s)
 {
+    assert(conn_state_move_ok(c->state, s));
     c->state = s;
 }
 
 static void
 conn_end(struct conn *c, const char *why, bool reset)
 {
-    struct runtime *rt = c->rt;
-    struct ev_loop *loop = rt->loop;
+    struct conn_set *set = c->set;
+    struct ev_loop *loop = set->env.loop;
 
     if (c->state == CONN_CLOSED)
         return;
     c->end = why;
     ev_timer_stop(loop, &c->timer);
-    dns_cache_cancel(&c->dnswait);
+    upstream_req_cancel(&c->up);
     conn_side_close(loop, &c->client, reset);
     conn_side_close(loop, &c->server, reset);
-    /* A connect that failed was released with its outcome already. */
-    if (c->member != NULL)
-        backend_release(c->be, c->member, BALANCE_OK, ev_now(loop));
     if (log_access_enabled()) {
         double now = ev_now(loop);
         log_access("tcp frontend=%s client=%s member=%s bytes_in=%llu "
                    "bytes_out=%llu duration_ms=%.0f end=%s",
                    c->fe->name, c->peer_text,
-                   c->member ? c->member->addr_text : "-",
+                   c->up.member ? c->up.member->addr_text : "-",
                    (unsigned long long)c->client.bytes_in,
                    (unsigned long long)c->server.bytes_in,
                    (now - c->started) * 1000.0, why);
     }
-    c->member = NULL;
+    /* A connect that failed was released with its outcome already. */
+    upstream_release(&c->up, BALANCE_OK, ev_now(loop));
+    assert(c->fe->stats.active > 0);
     c->fe->stats.active--;
     conn_set_state(c, CONN_CLOSED);
 
     /* Move from the open list to the closed list; freed in conn_reap. */
-    if (c->prev != NULL)
-        c->prev->next = c->next;
-    else
-        rt->conns = c->next;
-    if (c->next != NULL)
-        c->next->prev = c->prev;
-    c->prev = NULL;
-    c->next = rt->closed;
-    rt->closed = c;
-    runtime_conn_closed(rt);
+    list_del(&c->link);
+    list_add(&set->closed, &c->link);
+    set->env.conn_closed(set->env.arg);
 }
 
 void
@@ -95,11 +101,13 @@ conn_abort(struct conn *c, const char *why)
 }
 
 void
-conn_reap(struct runtime *rt)
+conn_reap(struct conn_set *set)
 {
-    while (rt->closed != NULL) {
-        struct conn *c = rt->closed;
-        rt->closed = c->next;
+    struct list *l;
+
+    while ((l = list_first(&set->closed)) != NULL) {
+        struct conn *c = container_of(l, struct conn, link);
+        list_del(l);
         backend_unref(c->be);
         frontend_unref(c->fe);
         free(c);

@@ -11,8 +11,9 @@
  *                 └─ no member / retries exhausted / timeout ──► CLOSED
  *
  * A closed conn has its sockets closed and watchers stopped at once, but
- * its memory is freed later by the runtime's ev_check pass, so a callback
- * that closed it may still look at it before returning.
+ * its memory is freed later by the proxy's reap pass (the runtime's
+ * ev_check), so a callback that closed it may still look at it before
+ * returning.
  */
 #ifndef FERRY_CONN_H
 #define FERRY_CONN_H
@@ -22,13 +23,14 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
-#include "balance.h"
 #include "buf.h"
-#include "dns_cache.h"
+#include "list.h"
+#include "log.h"
+#include "proxy.h"
+#include "upstream.h"
 
 struct frontend;
 struct backend;
-struct runtime;
 
 enum conn_state {
     CONN_NEW,                           /* accepted, nothing picked yet */
@@ -52,17 +54,22 @@ struct conn_side {
     uint64_t bytes_in;                  /* bytes read from this side */
 };
 
+/* One TCP proxy instance: its connections on one loop. */
+struct conn_set {
+    struct proxy_env env;               /* loop, accounting hook */
+    struct list open;                   /* every open conn */
+    struct list closed;                 /* closed, freed by conn_reap */
+    struct log_limit socket_log;        /* no socket for a member conn */
+};
+
 struct conn {
     enum conn_state state;              /* see the diagram above */
-    struct runtime *rt;                 /* owner */
-    struct frontend *fe;                /* accepted on */
-    struct backend *be;                 /* referenced while open */
+    struct conn_set *set;               /* owner */
+    struct frontend *fe;                /* accepted on (ref held) */
+    struct backend *be;                 /* started on (ref held) */
     struct conn_side client;            /* accepted socket */
     struct conn_side server;            /* socket to the member */
-    struct member *member;              /* picked member (ref held) */
-    struct balance_tried tried;         /* members that failed to connect */
-    unsigned attempts;                  /* connects started */
-    struct dns_cache_waiter dnswait;    /* parked on a resolution */
+    struct upstream_req up;             /* member picked, tried, waits */
     ev_timer timer;                     /* connect and idle timeouts */
     double started;                     /* accept time */
     double connect_started;             /* current connect attempt began */
@@ -70,15 +77,16 @@ struct conn {
     socklen_t peerlen;                  /* length of peer */
     char peer_text[CONFIG_ADDR_TEXT_MAX]; /* client "IP:PORT" */
     const char *end;                    /* how it ended (access log) */
-    struct conn *prev, *next;           /* runtime's list of open conns */
+    struct list link;                   /* set's open or closed list */
 };
 
 /* Closes both sockets (FIN), releases the member, and queues the memory. */
 void conn_close(struct conn *c, const char *why);
 /* The same, but resets both sockets (RST): one side aborted or failed. */
 void conn_abort(struct conn *c, const char *why);
+/* Moves c to state s; asserts the move is one the diagram allows. */
 void conn_set_state(struct conn *c, enum conn_state s);
-/* Frees every conn queued by conn_close (runtime's ev_check pass). */
-void conn_reap(struct runtime *rt);
+/* Frees every conn queued by conn_close. */
+void conn_reap(struct conn_set *set);
 
 #endif

@@ -13,6 +13,7 @@
  */
 #include "health.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <ev.h>
 #include <math.h>
@@ -683,21 +684,17 @@ probe_start(struct health_member *hm)
     hm->step = STEP_CONNECTING;
     /* The timeout covers connect, request and status line together. */
     schedule(hm, PH_PROBE, c->params.timeout);
-    hm->fd = socket(m->addr.ss_family,
-                    SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (hm->fd < 0) {
-        probe_finish(hm, false, errno_reason(errno));
-        return;
-    }
-    if (connect(hm->fd, (struct sockaddr *)&m->addr, m->addrlen) == 0) {
+    switch (c->hooks.connect(c->hooks.arg, m, &hm->fd)) {
+    case 1:
         probe_connected(hm);
         return;
-    }
-    if (errno != EINPROGRESS) {
+    case 0:
+        io_watch(hm, EV_WRITE);
+        return;
+    default:
         probe_finish(hm, false, errno_reason(errno));
         return;
     }
-    io_watch(hm, EV_WRITE);
 }
 
 static void
@@ -732,6 +729,8 @@ health_create(struct ev_loop *loop, const struct health_params *params,
 {
     struct health_checker *c = calloc(1, sizeof(*c));
 
+    /* Probes need a way to connect; pure-logic use (no loop) does not. */
+    assert(loop == NULL || (hooks != NULL && hooks->connect != NULL));
     if (c == NULL)
         return NULL;
     c->loop = loop;

@@ -82,6 +82,13 @@ struct health_hooks {
     void (*change)(void *arg, struct member *m, bool up, const char *reason);
     /* Every attached member has a first check result (from the loop). */
     void (*first_round)(void *arg);
+    /*
+     * Opens a non-blocking connection to m for a probe: 1 connected, 0 in
+     * progress, -1 failed (errno set); the socket in *fd. Required when the
+     * checker has a loop: probes take the same path to a member as traffic
+     * (upstream), so nothing here calls connect(2).
+     */
+    int (*connect)(void *arg, const struct member *m, int *fd);
     /* Uniform in [0, 1); NULL uses an internal generator. */
     double (*rnd)(void *arg);
     void *arg;                          /* passed to every hook */

@@ -4,51 +4,14 @@
 #include "pool.h"
 
 #include <arpa/inet.h>
+#include <assert.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "balance.h"
-#include "health.h"
-
-void
-addr_format(const struct sockaddr *sa, char *buf, size_t len)
-{
-    char ip[INET6_ADDRSTRLEN];
-
-    if (sa->sa_family == AF_INET6) {
-        const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)sa;
-        inet_ntop(AF_INET6, &s6->sin6_addr, ip, sizeof(ip));
-        snprintf(buf, len, "[%s]:%u", ip, ntohs(s6->sin6_port));
-    } else if (sa->sa_family == AF_INET) {
-        const struct sockaddr_in *s4 = (const struct sockaddr_in *)sa;
-        inet_ntop(AF_INET, &s4->sin_addr, ip, sizeof(ip));
-        snprintf(buf, len, "%s:%u", ip, ntohs(s4->sin_port));
-    } else {
-        snprintf(buf, len, "unknown");
-    }
-}
-
-bool
-addr_equal(const struct sockaddr *a, const struct sockaddr *b)
-{
-    if (a->sa_family != b->sa_family)
-        return false;
-    if (a->sa_family == AF_INET) {
-        const struct sockaddr_in *x = (const struct sockaddr_in *)a;
-        const struct sockaddr_in *y = (const struct sockaddr_in *)b;
-        return x->sin_port == y->sin_port &&
-               x->sin_addr.s_addr == y->sin_addr.s_addr;
-    }
-    if (a->sa_family == AF_INET6) {
-        const struct sockaddr_in6 *x = (const struct sockaddr_in6 *)a;
-        const struct sockaddr_in6 *y = (const struct sockaddr_in6 *)b;
-        return x->sin6_port == y->sin6_port &&
-               memcmp(&x->sin6_addr, &y->sin6_addr, 16) == 0;
-    }
-    return false;
-}
+#include "net.h"
 
 int
 pool_init(struct pool *p, const char *backend, double slow_start)
@@ -94,10 +57,11 @@ pool_add_member(struct pool *p, size_t server, const char *server_spec,
     snprintf(m->server_spec, sizeof(m->server_spec), "%s", server_spec);
     memcpy(&m->addr, addr, len);
     m->addrlen = len;
-    addr_format(addr, m->addr_text, sizeof(m->addr_text));
+    net_addr_format(addr, m->addr_text, sizeof(m->addr_text));
     m->weight = weight;
     m->backup = backup;
     m->refs = 1;
+    list_init(&m->idle);
     histogram_init(&m->resp_hist, &histogram_latency);
     m->index = p->n;
     p->members[p->n++] = m;
@@ -120,6 +84,7 @@ member_ref(struct member *m)
 void
 member_unref(struct member *m)
 {
+    assert(m->refs > 0);
     if (--m->refs == 0)
         member_free(m);
 }
@@ -129,8 +94,9 @@ pool_remove_member(struct pool *p, struct member *m)
 {
     size_t i = m->index;
 
-    if (m->health != NULL)
-        health_member_detach(m);
+    /* Health state belongs to a layer above: its owner lets go of it. */
+    if (p->on_remove != NULL)
+        p->on_remove(p->hook_arg, m);
     /* Swap-remove keeps the array dense; the balancer is rebuilt after. */
     p->members[i] = p->members[p->n - 1];
     p->members[i]->index = i;
@@ -150,26 +116,10 @@ pool_find(const struct pool *p, size_t server, const struct sockaddr *addr,
     for (size_t i = 0; i < p->n; i++) {
         struct member *m = p->members[i];
         if (m->server == server &&
-            addr_equal((const struct sockaddr *)&m->addr, addr))
+            net_addr_equal((const struct sockaddr *)&m->addr, addr))
             return m;
     }
     return NULL;
-}
-
-static socklen_t
-addr_len(const struct sockaddr_storage *ss)
-{
-    return ss->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6)
-                                     : sizeof(struct sockaddr_in);
-}
-
-void
-addr_set_port(struct sockaddr_storage *ss, uint16_t port)
-{
-    if (ss->ss_family == AF_INET6)
-        ((struct sockaddr_in6 *)ss)->sin6_port = htons(port);
-    else
-        ((struct sockaddr_in *)ss)->sin_port = htons(port);
 }
 
 int
@@ -185,7 +135,7 @@ pool_apply_answer(struct pool *p, size_t server, const char *server_spec,
         return -1;
     for (size_t i = 0; i < naddrs; i++) {
         want[i] = addrs[i];
-        addr_set_port(&want[i], port);
+        net_addr_set_port(&want[i], port);
     }
 
     /* Members of this line whose address is no longer wanted leave. */
@@ -195,7 +145,7 @@ pool_apply_answer(struct pool *p, size_t server, const char *server_spec,
         if (m->server != server)
             continue;
         for (size_t j = 0; j < naddrs && !keep; j++)
-            keep = addr_equal((struct sockaddr *)&m->addr,
+            keep = net_addr_equal((struct sockaddr *)&m->addr,
                               (struct sockaddr *)&want[j]);
         if (!keep) {
             pool_remove_member(p, m);
@@ -205,10 +155,10 @@ pool_apply_answer(struct pool *p, size_t server, const char *server_spec,
     /* Wanted addresses without a member join (duplicates collapse). */
     for (size_t j = 0; j < naddrs; j++) {
         if (pool_find(p, server, (struct sockaddr *)&want[j],
-                      addr_len(&want[j])) != NULL)
+                      net_addr_len(&want[j])) != NULL)
             continue;
         if (pool_add_member(p, server, server_spec,
-                            (struct sockaddr *)&want[j], addr_len(&want[j]),
+                            (struct sockaddr *)&want[j], net_addr_len(&want[j]),
                             weight, backup) == NULL) {
             free(want);
             return -1;

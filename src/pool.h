@@ -21,10 +21,10 @@
 
 #include "config.h"
 #include "histogram.h"
+#include "list.h"
 
 struct balance;
 struct health_member;
-struct mconn;
 
 /* Per-member counters; plain increments on the data plane. */
 struct member_stats {
@@ -55,8 +55,8 @@ struct member {
     struct health_member *health;       /* health state, NULL if none */
     struct member_stats stats;          /* counters */
     struct histogram resp_hist;         /* response times (http) */
-    /* http (proxy_http): keep-alive connections to this member */
-    struct mconn *idle;                 /* idle connections, newest first */
+    /* upstream: keep-alive connections to this member, not in use */
+    struct list idle;                   /* struct upstream_conn, newest first */
     unsigned idle_n;                    /* entries in idle */
 };
 
@@ -68,6 +68,10 @@ struct pool {
     double slow_start;                  /* seconds of weight ramp, 0 = off */
     struct balance *balance;            /* picker over members */
     uint64_t version;                   /* bumped on every membership change */
+    /* Called before a member leaves (removed or pool_deinit), so the
+     * layers above (health) let go of what they hang on it. */
+    void (*on_remove)(void *arg, struct member *m);
+    void *hook_arg;                     /* on_remove's argument */
 };
 
 int pool_init(struct pool *p, const char *backend, double slow_start);
@@ -96,12 +100,5 @@ int pool_apply_answer(struct pool *p, size_t server, const char *server_spec,
 
 void member_ref(struct member *m);
 void member_unref(struct member *m);
-
-/* Formats addr as "IP:PORT" or "[IPv6]:PORT". */
-void addr_format(const struct sockaddr *sa, char *buf, size_t len);
-/* Sets the port of an IPv4 or IPv6 address (host order in). */
-void addr_set_port(struct sockaddr_storage *ss, uint16_t port);
-/* Equal family, address and port. */
-bool addr_equal(const struct sockaddr *a, const struct sockaddr *b);
 
 #endif

@@ -1,7 +1,7 @@
 /*
  * proxy_http: HTTP/1.1 reverse proxy (see proxy_http.h).
  *
- * One client connection (struct hconn) goes through these phases:
+ * One client connection (struct http_conn) goes through these phases:
  *
  *   accept ─► HANDSHAKE (TLS only) ─► HEAD ◄──────────────────────────┐
  *                                      │ head parsed, pick a member    │
@@ -29,14 +29,18 @@
  * all been forwarded, so a request in flight holds at most one buffer per
  * direction plus the two rewritten heads.
  *
- * Member connections (struct mconn) outlive requests: after a complete
- * keep-alive response they go to their member's idle list (LIFO, bounded,
- * closed after IDLE_TIMEOUT or when the member leaves the pool, or as soon
- * as the member closes them) and serve the next request for any client.
+ * Member connections (struct upstream_conn) outlive requests: after a
+ * complete keep-alive response they go back to upstream's idle list of
+ * their member and serve the next request for any client.
+ *
+ * The structs, and the decisions that need no I/O (body framing, which
+ * deadline comes next, what each socket waits for), are in http_conn.{c,h}
+ * so unit tests can drive them.
  */
 #include "proxy_http.h"
 
 #include <arpa/inet.h>
+#include <assert.h>
 #include <errno.h>
 #include <math.h>
 #include <netinet/in.h>
@@ -49,184 +53,56 @@
 #include <unistd.h>
 #include <xxhash.h>
 
-#include "balance.h"
 #include "buf.h"
+#include "frontend.h"
+#include "http_conn.h"
 #include "http_parser.h"
 #include "log.h"
-#include "runtime.h"
+#include "net.h"
 #include "tls.h"
+#include "upstream.h"
 
-/* Idle keep-alive connections kept per member, and for how long. */
-#define IDLE_MAX_PER_MEMBER 512
-#define IDLE_TIMEOUT 5.0
 /* How long a closing connection reads (and drops) what the client sends. */
 #define LINGER_TIME 2.0
 /* Steps per hc_run before yielding to other connections. */
 #define RUN_STEPS 64
 
-enum hc_phase {
-    HC_HANDSHAKE,                       /* TLS handshake in progress */
-    HC_HEAD,                            /* waiting for / reading a head */
-    HC_RESOLVING,                       /* pool empty: waiting on DNS or on
-                                           new members' first checks */
-    HC_CONNECT,                         /* connecting to the member picked */
-    HC_FORWARD,                         /* request/response in flight */
-    HC_TUNNEL,                          /* raw bytes both ways (101) */
-    HC_LINGER,                          /* FIN sent, dropping input */
-    HC_CLOSED,                          /* done, waiting to be freed */
-};
-
-/* What a timer deadline is for. */
-enum hc_deadline {
-    DL_NONE,
-    DL_HANDSHAKE,                       /* TLS handshake too slow */
-    DL_REQUEST,                         /* head not complete: 408 */
-    DL_IDLE,                            /* keep-alive idle: close */
-    DL_RESOLVE,                         /* pool still empty: 503, or retry */
-    DL_CONNECT,                         /* member connect too slow */
-    DL_SERVER,                          /* member silent: 504 / abort */
-    DL_CLIENT,                          /* client stalled: abort */
-    DL_LINGER,                          /* end of lingering close */
-};
-
-/* Bytes in a pooled 16 KiB buffer, or a larger allocation when needed. */
-struct hbuf {
-    char *data;                         /* storage, NULL when none held */
-    struct buf *pooled;                 /* from buf.c, or NULL if malloc'd */
-    size_t cap;                         /* bytes at data */
-    size_t start;                       /* first byte not consumed */
-    size_t end;                         /* one past the last byte */
-};
-
-/* Where a message body ends within the bytes read from its sender. */
-struct hflow {
-    uint8_t body;                       /* enum http_body */
-    bool done;                          /* the end of the body was seen */
-    size_t ok;                          /* bytes at buffer start: body */
-    uint64_t left;                      /* LENGTH: body bytes not seen yet */
-    uint64_t bytes;                     /* body bytes forwarded */
-    struct http_chunked ck;             /* CHUNKED: framing state */
-};
-
-struct proxy_http;
-struct hconn;
-
-/* One connection to a member: in use by an hconn, or idle. */
-struct mconn {
-    int fd;                             /* socket, -1 once closed */
-    ev_io io;                           /* read/write watcher */
-    ev_timer idle_timer;                /* idle expiry */
-    struct member *m;                   /* ref held while open */
-    struct hconn *owner;                /* NULL while idle */
-    struct proxy_http *ph;              /* per-runtime state */
-    struct mconn *mprev, *mnext;        /* member's idle list */
-    struct mconn *gprev, *gnext;        /* runtime's idle list; free list */
-    bool readable;                      /* may read without waiting */
-    bool writable;                      /* may write without waiting */
-    bool reused;                        /* served a request before */
-    bool idle;                          /* on the idle lists */
-};
-
-struct hconn {
-    enum hc_phase phase;                /* see the diagram above */
-    struct runtime *rt;                 /* owner */
-    struct proxy_http *ph;              /* per-runtime state */
-    struct frontend *fe;                /* accepted on */
-    struct backend *be;                 /* referenced while open */
-    struct tls_io cio;                  /* client transport */
-    ev_io cw;                           /* client watcher */
-    ev_timer timer;                     /* the earliest deadline */
-    double armed_at;                    /* when the timer fires */
-
-    bool c_readable;                    /* client read may not block */
-    bool c_rd_hot;                      /* EV_READ fired, nothing read yet */
-    bool c_writable;                    /* client write may not block */
-    bool c_rd_wants_write;              /* TLS read waits for writable */
-    bool c_wr_wants_read;               /* TLS write waits for readable */
-    bool c_eof;                         /* client sent FIN */
-    bool c_shut;                        /* we sent FIN to the client */
-    bool s_eof;                         /* member sent FIN */
-    bool s_shut;                        /* we sent FIN to the member */
-
-    struct hbuf cin;                    /* from client: head, body, next */
-    struct hbuf sout;                   /* rewritten request head */
-    struct hbuf sin;                    /* from member: head, body */
-    struct hbuf cout;                   /* rewritten response head */
-    size_t parsed;                      /* cin bytes the parser has seen */
-    struct http_msg req;                /* request being served */
-    struct http_msg resp;               /* its response from the member */
-    struct hflow rqf;                   /* request body framing */
-    struct hflow rsf;                   /* response body framing */
-
-    struct mconn *mc;                   /* member connection in use */
-    struct member *member;              /* picked: balance slot held */
-    struct balance_tried tried;         /* members that failed to connect */
-    unsigned attempts;                  /* members picked for this request */
-    bool retried;                       /* transparent retry used */
-    bool req_started;                   /* bytes of a head arrived */
-    bool in_request;                    /* a request awaits its log line */
-    bool resp_final;                    /* final response head known */
-    bool head_sent;                     /* response bytes left for client */
-    bool stop_input;                    /* read no more request bytes */
-    bool keep_client;                   /* another request may follow */
-    bool keep_member;                   /* member conn reusable after */
-    bool has_key;                       /* hash key computed */
-    uint64_t key;                       /* hash key digest */
-    uint16_t status;                    /* status sent for this request */
-    uint64_t req_sent;                  /* request bytes sent to member */
-    uint64_t resp_bytes;                /* bytes read from member */
-    uint64_t bytes_out;                 /* bytes sent to the client */
-    unsigned nreq;                      /* requests served so far */
-
-    double t_accept;                    /* accept time */
-    double t_req;                       /* first byte of this request */
-    double t_sent;                      /* request head fully sent */
-    double t_resp;                      /* final response head received */
-    double c_last;                      /* last client progress */
-    double s_last;                      /* last member progress */
-    double idle_since;                  /* keep-alive wait began */
-    double connect_started;             /* member connect (or wait) began */
-    double resolve_poll;                /* HC_RESOLVING: next pick attempt */
-    struct dns_cache_waiter dnswait;    /* parked on a resolution */
-    double linger_until;                /* end of the lingering close */
-
-    char member_text[CONFIG_ADDR_TEXT_MAX]; /* member used (access log) */
-    char method[16];                    /* request method (access log) */
-    char target[256];                   /* request target (access log) */
-    struct sockaddr_storage peer;       /* client address */
-    char peer_text[CONFIG_ADDR_TEXT_MAX]; /* "IP:PORT" */
-    char peer_ip[INET6_ADDRSTRLEN];     /* "IP" for X-Forwarded-For */
-    const char *end;                    /* why it closed (debug log) */
-    struct hconn *prev, *next;          /* open list / closed list */
-};
-
-/* Per-runtime state: connection lists and recycled structs. */
+/* One HTTP proxy instance: its connections on one loop. */
 struct proxy_http {
-    struct hconn *conns;                /* open client connections */
-    struct hconn *closed;               /* closed, freed by reap */
-    struct mconn *idle;                 /* every idle member connection */
-    struct mconn *free_mc;              /* recycled mconn structs */
-    unsigned nfree_mc;                  /* entries in free_mc */
+    struct proxy_env env;               /* loop, accounting hook */
+    struct list conns;                  /* open client connections */
+    struct list closed;                 /* closed, freed by reap */
+    struct upstream_idle idle;          /* idle member connections */
+    struct log_limit socket_log;        /* no socket for a member conn */
+    bool stopping;                      /* graceful stop: no keep-alive */
 };
 
-static void hc_run(struct hconn *c);
-static void hc_dispatch(struct hconn *c);
-static void hc_connect(struct hconn *c);
-static void hc_error(struct hconn *c, unsigned status, const char *why,
+static void hc_run(struct http_conn *c);
+
+/*
+ * Every phase change goes through here. The diagram above is enforced where
+ * it matters for memory safety: nothing leaves CLOSED (the struct waits to
+ * be freed), and a lingering connection can only close.
+ */
+static void
+hc_set_phase(struct http_conn *c, enum http_conn_phase p)
+{
+    assert(c->phase != HC_CLOSED);
+    assert(c->phase != HC_LINGER || p == HC_CLOSED);
+    assert(p != HC_HANDSHAKE);
+    c->phase = p;
+}
+static void hc_dispatch(struct http_conn *c);
+static void hc_connect(struct http_conn *c);
+static void hc_error(struct http_conn *c, unsigned status, const char *why,
                      enum balance_outcome outcome);
 static void mconn_cb(struct ev_loop *loop, ev_io *w, int revents);
 
 /* ---------------------------------------------------------------------- */
 /* Buffers                                                                 */
 
-static inline size_t
-hbuf_len(const struct hbuf *h)
-{
-    return h->end - h->start;
-}
-
 static void
-hbuf_put(struct hbuf *h)
+hbuf_put(struct http_buf *h)
 {
     if (h->pooled != NULL)
         buf_put(h->pooled);
@@ -237,7 +113,7 @@ hbuf_put(struct hbuf *h)
 
 /* Makes room for need more bytes after end. 0, or -1 out of memory. */
 static int
-hbuf_reserve(struct hbuf *h, size_t need)
+hbuf_reserve(struct http_buf *h, size_t need)
 {
     size_t len, cap;
     char *p;
@@ -254,7 +130,7 @@ hbuf_reserve(struct hbuf *h, size_t need)
         h->start = h->end = 0;
         return 0;
     }
-    len = h->data != NULL ? hbuf_len(h) : 0;
+    len = h->data != NULL ? http_conn_buf_len(h) : 0;
     if (h->data != NULL && h->cap - len >= need) {
         memmove(h->data, h->data + h->start, len);
         h->start = 0;
@@ -276,77 +152,16 @@ hbuf_reserve(struct hbuf *h, size_t need)
 }
 
 static void
-hbuf_append(struct hbuf *h, const void *p, size_t n)
+hbuf_append(struct http_buf *h, const void *p, size_t n)
 {
     memcpy(h->data + h->end, p, n);
     h->end += n;
 }
 
 static void
-hbuf_puts(struct hbuf *h, const char *s)
+hbuf_puts(struct http_buf *h, const char *s)
 {
     hbuf_append(h, s, strlen(s));
-}
-
-/* ---------------------------------------------------------------------- */
-/* Body framing                                                            */
-
-static void
-flow_init(struct hflow *f, enum http_body body, uint64_t length)
-{
-    memset(f, 0, sizeof(*f));
-    f->body = (uint8_t)body;
-    f->left = length;
-    if (body == HTTP_BODY_NONE || (body == HTTP_BODY_LENGTH && length == 0))
-        f->done = true;
-    else if (body == HTTP_BODY_CHUNKED)
-        http_chunked_init(&f->ck, 0);
-}
-
-/* Extends f->ok over the new bytes of h that belong to the body. */
-static int
-flow_scan(struct hflow *f, const struct hbuf *h)
-{
-    size_t avail, used;
-
-    if (f->done || h->data == NULL)
-        return 0;
-    avail = hbuf_len(h) - f->ok;
-    if (avail == 0)
-        return 0;
-    switch (f->body) {
-    case HTTP_BODY_LENGTH:
-        used = avail < f->left ? avail : (size_t)f->left;
-        f->ok += used;
-        f->left -= used;
-        f->done = f->left == 0;
-        return 0;
-    case HTTP_BODY_CHUNKED:
-        switch (http_chunked_feed(&f->ck, h->data + h->start + f->ok, avail,
-                                  &used)) {
-        case HTTP_CHUNKED_DONE:
-            f->done = true;
-            /* fall through */
-        case HTTP_CHUNKED_AGAIN:
-            f->ok += used;
-            return 0;
-        default:
-            return -1;
-        }
-    case HTTP_BODY_CLOSE:
-    case HTTP_BODY_TUNNEL:
-        f->ok += avail;
-        return 0;
-    default:
-        f->done = true;
-        return 0;
-    }
-}
-
-static inline bool
-flow_complete(const struct hflow *f)
-{
-    return f->done && f->ok == 0;
 }
 
 /* ---------------------------------------------------------------------- */
@@ -364,168 +179,24 @@ watch(struct ev_loop *loop, ev_io *w, int events)
     }
 }
 
-/* Bytes the request flow may send to the member now. */
-static size_t
-server_out_pending(const struct hconn *c)
+static void
+hc_watch(struct http_conn *c)
 {
-    return hbuf_len(&c->sout) + c->rqf.ok;
-}
+    struct ev_loop *loop = c->ph->env.loop;
+    int cev, sev;
 
-static size_t
-client_out_pending(const struct hconn *c)
-{
-    return hbuf_len(&c->cout) + c->rsf.ok;
-}
-
-/* The client read step would read now (same test as client_read). */
-static bool
-client_wants_input(const struct hconn *c)
-{
-    switch (c->phase) {
-    case HC_HEAD:
-    case HC_LINGER:
-        return !c->c_eof;
-    case HC_FORWARD:
-        return !c->c_eof && !c->stop_input && !c->rqf.done &&
-               hbuf_len(&c->cin) == 0;
-    case HC_TUNNEL:
-        return !c->c_eof && hbuf_len(&c->cin) == 0;
-    default:
-        return false;
-    }
-}
-
-/* The server read step would read now (same test as server_read). */
-static bool
-server_wants_input(const struct hconn *c)
-{
-    if (c->mc == NULL || c->s_eof)
-        return false;
-    if (c->phase == HC_TUNNEL)
-        return hbuf_len(&c->sin) == 0;
-    if (c->phase != HC_FORWARD)
-        return false;
-    if (!c->resp_final)
-        return true;
-    return !c->rsf.done && hbuf_len(&c->sin) == 0;
-}
-
-static bool
-server_wants_output(const struct hconn *c)
-{
-    if (c->mc == NULL || c->s_shut)
-        return false;
-    if (server_out_pending(c) > 0)
-        return true;
-    return c->phase == HC_TUNNEL && c->c_eof && hbuf_len(&c->cin) == 0;
-}
-
-static bool
-client_wants_output(const struct hconn *c)
-{
-    if (c->c_shut)
-        return false;
-    if (client_out_pending(c) > 0)
-        return true;
-    return c->phase == HC_TUNNEL && c->s_eof && hbuf_len(&c->sin) == 0;
+    http_conn_events(c, &cev, &sev);
+    watch(loop, &c->cw, cev);
+    if (c->mc != NULL)
+        watch(loop, &c->mc->io, sev);
 }
 
 static void
-hc_watch(struct hconn *c)
+hc_arm(struct http_conn *c)
 {
-    struct ev_loop *loop = c->rt->loop;
-    bool rd = false, wr = false;
-    int ev;
-
-    if (c->phase == HC_HANDSHAKE) {
-        rd = !c->c_readable;
-        wr = !c->c_writable;
-    } else {
-        /*
-         * Reading: the watcher stays on even when a read would not block
-         * (the loop reads until it would), and while a response is in
-         * flight it stays on to notice the client, until an event comes
-         * that we do not consume: then it stops, so unread pipelined bytes
-         * cannot spin the loop. Not toggling it saves an epoll_ctl per
-         * request.
-         */
-        rd = client_wants_input(c) || c->c_wr_wants_read ||
-             (c->phase == HC_FORWARD && !c->c_eof && !c->stop_input &&
-              !c->c_rd_hot);
-        wr = client_wants_output(c) || c->c_rd_wants_write;
-    }
-    ev = (rd ? EV_READ : 0) | (wr && !c->c_writable ? EV_WRITE : 0);
-    watch(loop, &c->cw, ev);
-
-    if (c->mc != NULL) {
-        struct mconn *mc = c->mc;
-        if (c->phase == HC_CONNECT) {
-            ev = EV_WRITE;
-        } else {
-            ev = (server_wants_input(c) ? EV_READ : 0) |
-                 (server_wants_output(c) && !mc->writable ? EV_WRITE : 0);
-        }
-        watch(loop, &mc->io, ev);
-    }
-}
-
-/* The earliest deadline that applies now, and what it is for. */
-static double
-hc_deadline(const struct hconn *c, enum hc_deadline *kind)
-{
-    const struct config_frontend *fc = &c->fe->cfg;
-    const struct config_backend *bc = &c->be->cfg;
-    double d = INFINITY;
-
-    *kind = DL_NONE;
-    switch (c->phase) {
-    case HC_HANDSHAKE:
-        *kind = DL_HANDSHAKE;
-        return c->t_accept + fc->timeout_request;
-    case HC_HEAD:
-        if (c->req_started || c->nreq == 0) {
-            *kind = DL_REQUEST;
-            return c->t_req + fc->timeout_request;
-        }
-        *kind = DL_IDLE;
-        return c->idle_since + fc->timeout_client;
-    case HC_RESOLVING:
-        *kind = DL_RESOLVE;
-        d = c->connect_started + bc->timeout_connect;
-        return c->resolve_poll < d ? c->resolve_poll : d;
-    case HC_CONNECT:
-        *kind = DL_CONNECT;
-        return c->connect_started + bc->timeout_connect;
-    case HC_FORWARD:
-    case HC_TUNNEL: {
-        bool on_server = server_wants_output(c) || server_wants_input(c);
-        bool on_client = client_wants_output(c) || client_wants_input(c);
-        if (c->phase == HC_TUNNEL)
-            on_server = on_client = true;
-        if (on_server && c->mc != NULL) {
-            d = c->s_last + bc->timeout_server;
-            *kind = DL_SERVER;
-        }
-        if (on_client && c->c_last + fc->timeout_client < d) {
-            d = c->c_last + fc->timeout_client;
-            *kind = DL_CLIENT;
-        }
-        return d;
-    }
-    case HC_LINGER:
-        *kind = DL_LINGER;
-        return c->linger_until;
-    default:
-        return d;
-    }
-}
-
-static void
-hc_arm(struct hconn *c)
-{
-    struct ev_loop *loop = c->rt->loop;
-    enum hc_deadline kind;
-    double d = hc_deadline(c, &kind);
+    struct ev_loop *loop = c->ph->env.loop;
+    enum http_conn_deadline kind;
+    double d = http_conn_deadline(c, &kind);
 
     if (kind == DL_NONE) {
         ev_timer_stop(loop, &c->timer);
@@ -543,151 +214,6 @@ hc_arm(struct hconn *c)
 
 /* ---------------------------------------------------------------------- */
 /* Member connections and the idle lists                                   */
-
-static struct mconn *
-mconn_new(struct proxy_http *ph, struct member *m, int fd)
-{
-    struct mconn *mc = ph->free_mc;
-
-    if (mc != NULL) {
-        ph->free_mc = mc->gnext;
-        ph->nfree_mc--;
-    } else if ((mc = malloc(sizeof(*mc))) == NULL) {
-        return NULL;
-    }
-    memset(mc, 0, sizeof(*mc));
-    mc->fd = fd;
-    mc->m = m;
-    mc->ph = ph;
-    member_ref(m);
-    ev_io_init(&mc->io, mconn_cb, fd, EV_WRITE);
-    mc->io.data = mc;
-    ev_init(&mc->idle_timer, NULL);
-    mc->idle_timer.data = mc;
-    return mc;
-}
-
-static void
-idle_unlink(struct mconn *mc)
-{
-    struct member *m = mc->m;
-
-    if (mc->mprev != NULL)
-        mc->mprev->mnext = mc->mnext;
-    else
-        m->idle = mc->mnext;
-    if (mc->mnext != NULL)
-        mc->mnext->mprev = mc->mprev;
-    if (mc->gprev != NULL)
-        mc->gprev->gnext = mc->gnext;
-    else
-        mc->ph->idle = mc->gnext;
-    if (mc->gnext != NULL)
-        mc->gnext->gprev = mc->gprev;
-    mc->mprev = mc->mnext = mc->gprev = mc->gnext = NULL;
-    mc->idle = false;
-    m->idle_n--;
-}
-
-/* Closes mc (RST when reset) and recycles its memory. */
-static void
-mconn_close(struct ev_loop *loop, struct mconn *mc, bool reset)
-{
-    struct proxy_http *ph = mc->ph;
-
-    if (mc->idle)
-        idle_unlink(mc);
-    ev_io_stop(loop, &mc->io);
-    ev_timer_stop(loop, &mc->idle_timer);
-    if (reset) {
-        struct linger lg = {.l_onoff = 1, .l_linger = 0};
-        setsockopt(mc->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
-    }
-    close(mc->fd);
-    mc->fd = -1;
-    member_unref(mc->m);
-    if (ph->nfree_mc < 1024) {
-        mc->gnext = ph->free_mc;
-        ph->free_mc = mc;
-        ph->nfree_mc++;
-    } else {
-        free(mc);
-    }
-}
-
-static void
-idle_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
-{
-    (void)revents;
-    mconn_close(loop, w->data, false);
-}
-
-/* Keeps mc for the next request to its member, or closes it. */
-static void
-idle_put(struct runtime *rt, struct mconn *mc)
-{
-    struct ev_loop *loop = rt->loop;
-    struct member *m = mc->m;
-    struct proxy_http *ph = mc->ph;
-
-    mc->owner = NULL;
-    if (m->gone || m->idle_n >= IDLE_MAX_PER_MEMBER || rt->stopping) {
-        mconn_close(loop, mc, false);
-        return;
-    }
-    mc->idle = true;
-    mc->reused = true;
-    mc->mprev = NULL;
-    mc->mnext = m->idle;
-    if (m->idle != NULL)
-        m->idle->mprev = mc;
-    m->idle = mc;
-    mc->gprev = NULL;
-    mc->gnext = ph->idle;
-    if (ph->idle != NULL)
-        ph->idle->gprev = mc;
-    ph->idle = mc;
-    m->idle_n++;
-    /* Readable while idle means the member closed it (or misbehaved). */
-    mc->readable = false;
-    watch(loop, &mc->io, EV_READ);
-    ev_set_cb(&mc->idle_timer, idle_timer_cb);
-    ev_timer_set(&mc->idle_timer, IDLE_TIMEOUT, 0);
-    ev_timer_start(loop, &mc->idle_timer);
-}
-
-void
-proxy_http_move_idle(struct member *from, struct member *to)
-{
-    /* Reload: the same address under a new member object keeps its warm
-     * keep-alive connections. */
-    for (struct mconn *mc = from->idle; mc != NULL; mc = mc->mnext) {
-        mc->m = to;
-        member_ref(to);
-        member_unref(from);
-    }
-    to->idle = from->idle;
-    to->idle_n = from->idle_n;
-    from->idle = NULL;
-    from->idle_n = 0;
-}
-
-/* Most recently used idle connection of m still worth trying, or NULL. */
-static struct mconn *
-idle_take(struct ev_loop *loop, struct member *m)
-{
-    while (m->idle != NULL) {
-        struct mconn *mc = m->idle;
-        if (m->gone) {
-            mconn_close(loop, mc, false);
-            continue;
-        }
-        idle_unlink(mc);
-        ev_timer_stop(loop, &mc->idle_timer);
-        return mc;
-    }
-    return NULL;
-}
 
 /* ---------------------------------------------------------------------- */
 /* Closing                                                                 */
@@ -715,9 +241,9 @@ status_reason(unsigned status)
 
 /* One access log line for the request that just ended. */
 static void
-hc_log(struct hconn *c)
+hc_log(struct http_conn *c)
 {
-    struct ev_loop *loop = c->rt->loop;
+    struct ev_loop *loop = c->ph->env.loop;
     char up[32];
 
     if (!c->in_request)
@@ -725,55 +251,53 @@ hc_log(struct hconn *c)
     c->in_request = false;
     if (!log_access_enabled())
         return;
-    if (c->t_resp > 0 && c->t_sent > 0)
-        snprintf(up, sizeof(up), "%.0f", (c->t_resp - c->t_sent) * 1000.0);
+    if (c->rq.t_resp > 0 && c->rq.t_sent > 0)
+        snprintf(up, sizeof(up), "%.0f", (c->rq.t_resp - c->rq.t_sent) * 1000.0);
     else
         snprintf(up, sizeof(up), "-");
     log_access("http frontend=%s client=%s method=%s target=%s status=%u "
                "bytes=%llu member=%s duration_ms=%.0f upstream_ms=%s",
-               c->fe->name, c->peer_text, c->method[0] ? c->method : "-",
-               c->target[0] ? c->target : "-", c->status,
-               (unsigned long long)c->bytes_out,
-               c->member_text[0] ? c->member_text : "-",
+               c->fe->name, c->peer_text, c->rq.method[0] ? c->rq.method : "-",
+               c->rq.target[0] ? c->rq.target : "-", c->rq.status,
+               (unsigned long long)c->rq.bytes_out,
+               c->rq.member_text[0] ? c->rq.member_text : "-",
                (ev_now(loop) - c->t_req) * 1000.0, up);
 }
 
 /* Gives back the member picked for this request, with its outcome. */
 static void
-hc_release(struct hconn *c, enum balance_outcome outcome)
+hc_release(struct http_conn *c, enum balance_outcome outcome)
 {
-    if (c->member == NULL)
+    if (c->up.member == NULL)
         return;
-    backend_release(c->be, c->member, outcome, ev_now(c->rt->loop));
-    c->member = NULL;
+    upstream_release(&c->up, outcome, ev_now(c->ph->env.loop));
 }
 
 static void
-hc_drop_mconn(struct hconn *c, bool reset)
+hc_drop_mconn(struct http_conn *c, bool reset)
 {
     if (c->mc == NULL)
         return;
-    mconn_close(c->rt->loop, c->mc, reset);
+    upstream_conn_close(c->mc, reset);
     c->mc = NULL;
 }
 
 static void
-hc_close(struct hconn *c, const char *why, bool reset)
+hc_close(struct http_conn *c, const char *why, bool reset)
 {
-    struct runtime *rt = c->rt;
     struct proxy_http *ph = c->ph;
-    struct ev_loop *loop = rt->loop;
+    struct ev_loop *loop = ph->env.loop;
 
     if (c->phase == HC_CLOSED)
         return;
     c->end = why;
     if (c->in_request) {
-        const char *mem = c->member ? c->member->addr_text : "-";
+        const char *mem = c->up.member ? c->up.member->addr_text : "-";
         log_debug("frontend %s: %s: request %s %s ended: %s (member %s)",
-                  c->fe->name, c->peer_text, c->method, c->target, why, mem);
+                  c->fe->name, c->peer_text, c->rq.method, c->rq.target, why, mem);
     }
     hc_log(c);
-    dns_cache_cancel(&c->dnswait);
+    upstream_req_cancel(&c->up);
     hc_drop_mconn(c, reset);
     /* A tunnel that ended on both sides was served well. */
     hc_release(c, c->phase == HC_TUNNEL && !reset ? BALANCE_OK
@@ -785,32 +309,26 @@ hc_close(struct hconn *c, const char *why, bool reset)
     hbuf_put(&c->sout);
     hbuf_put(&c->sin);
     hbuf_put(&c->cout);
+    assert(c->fe->stats.active > 0);
     c->fe->stats.active--;
-    c->phase = HC_CLOSED;
+    hc_set_phase(c, HC_CLOSED);
 
-    if (c->prev != NULL)
-        c->prev->next = c->next;
-    else
-        ph->conns = c->next;
-    if (c->next != NULL)
-        c->next->prev = c->prev;
-    c->prev = NULL;
-    c->next = ph->closed;
-    ph->closed = c;
-    runtime_conn_closed(rt);
+    list_del(&c->link);
+    list_add(&ph->closed, &c->link);
+    ph->env.conn_closed(ph->env.arg);
 }
 
 /* Stops sending (FIN) and drops what the client still sends for a while,
  * so the last response is not destroyed by an RST on unread input. */
 static void
-hc_linger(struct hconn *c)
+hc_linger(struct http_conn *c)
 {
     double t = c->fe->cfg.timeout_client;
 
     tls_io_shutdown(&c->cio);
     c->c_shut = true;
-    c->phase = HC_LINGER;
-    c->linger_until = ev_now(c->rt->loop) + (t < LINGER_TIME ? t : LINGER_TIME);
+    hc_set_phase(c, HC_LINGER);
+    c->linger_until = ev_now(c->ph->env.loop) + (t < LINGER_TIME ? t : LINGER_TIME);
     if (c->c_eof)
         hc_close(c, "done", false);
 }
@@ -820,31 +338,22 @@ hc_linger(struct hconn *c)
 
 /* Ready for the next request on this connection (keep-alive). */
 static void
-hc_next_request(struct hconn *c)
+hc_next_request(struct http_conn *c)
 {
-    double now = ev_now(c->rt->loop);
+    double now = ev_now(c->ph->env.loop);
 
     c->nreq++;
-    c->phase = HC_HEAD;
+    hc_set_phase(c, HC_HEAD);
     http_msg_reset(&c->req);
-    c->parsed = 0;
-    c->attempts = 0;
-    c->tried.n = 0;
-    c->retried = c->resp_final = c->head_sent = c->stop_input = false;
-    c->has_key = false;
-    c->status = 0;
-    c->req_sent = c->resp_bytes = c->bytes_out = 0;
-    c->t_sent = c->t_resp = 0;
-    c->method[0] = c->target[0] = c->member_text[0] = '\0';
-    memset(&c->rqf, 0, sizeof(c->rqf));
-    memset(&c->rsf, 0, sizeof(c->rsf));
+    c->rq = (struct http_req){0};
+    upstream_req_reset(&c->up);
     hbuf_put(&c->sout);
     hbuf_put(&c->sin);
     hbuf_put(&c->cout);
     c->idle_since = c->t_req = now;
-    if (hbuf_len(&c->cin) > 0) {
+    if (http_conn_buf_len(&c->cin) > 0) {
         /* Pipelined: the next head starts at offset 0 for the parser. */
-        size_t n = hbuf_len(&c->cin);
+        size_t n = http_conn_buf_len(&c->cin);
         memmove(c->cin.data, c->cin.data + c->cin.start, n);
         c->cin.start = 0;
         c->cin.end = n;
@@ -858,24 +367,24 @@ hc_next_request(struct hconn *c)
 
 /* The response (or ferry's error) was fully sent: what next. */
 static void
-hc_request_end(struct hconn *c)
+hc_request_end(struct http_conn *c)
 {
-    bool req_done = flow_complete(&c->rqf) && hbuf_len(&c->sout) == 0;
+    bool req_done = http_conn_flow_complete(&c->rq.rqf) && http_conn_buf_len(&c->sout) == 0;
 
     hc_log(c);
     if (c->mc != NULL) {
-        if (c->keep_member && req_done && !c->s_eof &&
-            hbuf_len(&c->sin) == 0) {
-            struct mconn *mc = c->mc;
+        if (c->rq.keep_member && req_done && !c->s_eof &&
+            http_conn_buf_len(&c->sin) == 0) {
+            struct upstream_conn *mc = c->mc;
             c->mc = NULL;
-            idle_put(c->rt, mc);
+            upstream_idle_put(mc);
         } else {
             hc_drop_mconn(c, false);
         }
     }
-    hc_release(c, c->status >= 500 ? BALANCE_SERVER_ERROR : BALANCE_OK);
-    if (c->keep_client && req_done && !c->stop_input && !c->c_eof &&
-        !c->rt->stopping)
+    hc_release(c, c->rq.status >= 500 ? BALANCE_SERVER_ERROR : BALANCE_OK);
+    if (c->rq.keep_client && req_done && !c->rq.stop_input && !c->c_eof &&
+        !c->ph->stopping)
         hc_next_request(c);
     else
         hc_linger(c);
@@ -894,22 +403,22 @@ method_idempotent(uint8_t m)
  * when that cannot repeat a side effect.
  */
 static void
-hc_server_failed(struct hconn *c, const char *why,
+hc_server_failed(struct http_conn *c, const char *why,
                  enum balance_outcome outcome)
 {
-    bool nothing_sent = c->req_sent == 0;
-    bool safe = c->mc != NULL && c->mc->reused && c->rqf.bytes == 0 &&
-                c->rqf.body == HTTP_BODY_NONE &&
+    bool nothing_sent = c->rq.req_sent == 0;
+    bool safe = c->mc != NULL && c->mc->reused && c->rq.rqf.bytes == 0 &&
+                c->rq.rqf.body == HTTP_BODY_NONE &&
                 method_idempotent(c->req.method);
 
-    if (!c->retried && !c->head_sent && c->resp_bytes == 0 && c->mc != NULL &&
+    if (!c->rq.retried && !c->rq.head_sent && c->rq.resp_bytes == 0 && c->mc != NULL &&
         (nothing_sent || safe)) {
         log_debug("backend %s: %s on a reused connection to %s; retrying",
-                  c->be->name, why, c->member->addr_text);
+                  c->be->name, why, c->up.member->addr_text);
         hc_drop_mconn(c, true);
-        c->retried = true;
+        c->rq.retried = true;
         c->sout.start = 0;
-        c->req_sent = 0;
+        c->rq.req_sent = 0;
         c->s_eof = c->s_shut = false;
         hbuf_put(&c->sin);
         http_response_init(&c->resp, BUF_SIZE, c->req.method);
@@ -917,8 +426,8 @@ hc_server_failed(struct hconn *c, const char *why,
         return;
     }
     log_debug("backend %s: %s: %s", c->be->name,
-              c->member ? c->member->addr_text : "-", why);
-    if (c->head_sent) {
+              c->up.member ? c->up.member->addr_text : "-", why);
+    if (c->rq.head_sent) {
         hc_close(c, why, true);
         return;
     }
@@ -931,7 +440,7 @@ hc_server_failed(struct hconn *c, const char *why,
  * the request was read completely and the client wants more.
  */
 static void
-hc_error(struct hconn *c, unsigned status, const char *why,
+hc_error(struct http_conn *c, unsigned status, const char *why,
          enum balance_outcome outcome)
 {
     char head[256];
@@ -939,7 +448,7 @@ hc_error(struct hconn *c, unsigned status, const char *why,
     int hn, bn;
     bool keep, parsed = c->in_request; /* request_ready ran */
 
-    if (c->head_sent) {
+    if (c->rq.head_sent) {
         hc_close(c, why, true);
         return;
     }
@@ -948,19 +457,19 @@ hc_error(struct hconn *c, unsigned status, const char *why,
     hc_drop_mconn(c, true);
     hc_release(c, outcome);
     c->in_request = true;
-    if (c->rqf.done) {
+    if (c->rq.rqf.done) {
         /* A body read whole but not sent is dropped; the next request
          * starts after it. */
-        c->cin.start += c->rqf.ok;
-        c->rqf.ok = 0;
+        c->cin.start += c->rq.rqf.ok;
+        c->rq.rqf.ok = 0;
     }
     keep = status >= 500 && parsed && c->req.keep_alive &&
-           flow_complete(&c->rqf) && !c->c_eof;
+           http_conn_flow_complete(&c->rq.rqf) && !c->c_eof;
     if (!keep)
-        c->stop_input = true;
-    c->keep_client = keep;
-    c->keep_member = false;
-    c->status = (uint16_t)status;
+        c->rq.stop_input = true;
+    c->rq.keep_client = keep;
+    c->rq.keep_member = false;
+    c->rq.status = (uint16_t)status;
     bn = snprintf(body, sizeof(body), "%u %s\n", status,
                   status_reason(status));
     hn = snprintf(head, sizeof(head),
@@ -980,50 +489,50 @@ hc_error(struct hconn *c, unsigned status, const char *why,
     hbuf_append(&c->cout, head, (size_t)hn);
     if (!parsed || c->req.method != HTTP_M_HEAD)
         hbuf_append(&c->cout, body, (size_t)bn);
-    flow_init(&c->rsf, HTTP_BODY_NONE, 0);
-    c->resp_final = true;
-    c->head_sent = true;
-    c->phase = HC_FORWARD;
+    http_conn_flow_init(&c->rq.rsf, HTTP_BODY_NONE, 0);
+    c->rq.resp_final = true;
+    c->rq.head_sent = true;
+    hc_set_phase(c, HC_FORWARD);
 }
 
 /* Copies the parts of the request the log and the balancer need later. */
 static void
-request_remember(struct hconn *c)
+request_remember(struct http_conn *c)
 {
     const char *buf = c->cin.data;
     const struct http_msg *r = &c->req;
     const struct config_backend *bc = &c->be->cfg;
     size_t n;
 
-    n = r->method_s.len < sizeof(c->method) - 1 ? r->method_s.len
-                                                 : sizeof(c->method) - 1;
-    memcpy(c->method, buf + r->method_s.off, n);
-    c->method[n] = '\0';
-    n = r->target.len < sizeof(c->target) - 1 ? r->target.len
-                                               : sizeof(c->target) - 1;
-    memcpy(c->target, buf + r->target.off, n);
-    c->target[n] = '\0';
+    n = r->method_s.len < sizeof(c->rq.method) - 1 ? r->method_s.len
+                                                 : sizeof(c->rq.method) - 1;
+    memcpy(c->rq.method, buf + r->method_s.off, n);
+    c->rq.method[n] = '\0';
+    n = r->target.len < sizeof(c->rq.target) - 1 ? r->target.len
+                                               : sizeof(c->rq.target) - 1;
+    memcpy(c->rq.target, buf + r->target.off, n);
+    c->rq.target[n] = '\0';
 
-    c->has_key = false;
+    c->rq.has_key = false;
     if (bc->balance != BALANCE_HASH)
         return;
     if (bc->hash_key == HASH_KEY_URI) {
-        c->key = XXH3_64bits(buf + r->path.off, r->path.len);
-        c->has_key = true;
+        c->rq.key = XXH3_64bits(buf + r->path.off, r->path.len);
+        c->rq.has_key = true;
     } else if (bc->hash_key == HASH_KEY_HEADER) {
         int i = http_msg_find(r, buf, bc->hash_header,
                               strlen(bc->hash_header), 0);
         if (i >= 0) {
             const struct http_span *v = &r->headers[i].value;
-            c->key = XXH3_64bits(buf + v->off, v->len);
-            c->has_key = true;
+            c->rq.key = XXH3_64bits(buf + v->off, v->len);
+            c->rq.has_key = true;
         }
     }
 }
 
 /* Copies header line i (name: value CRLF) of m from buf into h. */
 static void
-copy_header(struct hbuf *h, const char *buf, const struct http_header *hd)
+copy_header(struct http_buf *h, const char *buf, const struct http_header *hd)
 {
     size_t n = hd->value.off + hd->value.len - hd->name.off;
 
@@ -1046,11 +555,11 @@ start_line(const struct http_msg *m, const char *buf)
 
 /* Writes the request head for the member into sout. */
 static int
-request_rewrite(struct hconn *c)
+request_rewrite(struct http_conn *c)
 {
     const char *buf = c->cin.data;
     const struct http_msg *r = &c->req;
-    struct hbuf *o = &c->sout;
+    struct http_buf *o = &c->sout;
     struct http_span sl = start_line(r, buf);
     bool xff = false;
 
@@ -1093,7 +602,7 @@ request_rewrite(struct hconn *c)
 
 /* A complete request head is in cin[0, head_len). */
 static void
-request_ready(struct hconn *c)
+request_ready(struct http_conn *c)
 {
     c->in_request = true;
     request_remember(c);
@@ -1101,7 +610,7 @@ request_ready(struct hconn *c)
         hc_close(c, "out of memory", true);
         return;
     }
-    flow_init(&c->rqf, (enum http_body)c->req.body, c->req.content_length);
+    http_conn_flow_init(&c->rq.rqf, (enum http_body)c->req.body, c->req.content_length);
     c->cin.start = c->req.head_len;
     http_response_init(&c->resp, BUF_SIZE, c->req.method);
     hc_dispatch(c);
@@ -1112,81 +621,70 @@ request_ready(struct hconn *c)
 
 /* The member connection is ready: send the request. */
 static void
-hc_attach(struct hconn *c, struct mconn *mc)
+hc_attach(struct http_conn *c, struct upstream_conn *mc)
 {
-    int one = 1;
-
     c->mc = mc;
-    mc->owner = c;
-    c->phase = HC_FORWARD;
+    hc_set_phase(c, HC_FORWARD);
     c->s_eof = c->s_shut = false;
-    c->s_last = ev_now(c->rt->loop);
+    c->s_last = ev_now(c->ph->env.loop);
     if (!mc->reused)
-        setsockopt(mc->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        net_nodelay(mc->fd);
     mc->writable = true;
-    if (!c->retried)
-        c->member->stats.requests++;
+    if (!c->rq.retried)
+        c->up.member->stats.requests++;
 }
 
 static void
-hc_connect_failed(struct hconn *c, int err, enum balance_outcome why)
+hc_connect_failed(struct http_conn *c, int err, enum balance_outcome why)
 {
-    struct member *m = c->member;
-
     log_debug("backend %s: connect to %s failed: %s", c->be->name,
-              m->addr_text, why == BALANCE_TIMEOUT ? "timeout" : strerror(err));
-    m->stats.connect_errors++;
+              c->up.member->addr_text,
+              why == BALANCE_TIMEOUT ? "timeout" : strerror(err));
     hc_drop_mconn(c, false);
-    balance_tried_add(&c->tried, m);
-    hc_release(c, why);
+    upstream_failed(&c->up, why, ev_now(c->ph->env.loop));
     hc_dispatch(c);
 }
 
-/* Opens a new connection to c->member. */
+/* Opens a new connection to c->up.member. */
 static void
-hc_connect(struct hconn *c)
+hc_connect(struct http_conn *c)
 {
-    struct member *m = c->member;
-    struct mconn *mc;
+    struct member *m = c->up.member;
+    double now = ev_now(c->ph->env.loop);
     int fd;
 
-    fd = socket(m->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
-                0);
-    if (fd < 0) {
-        log_limited(&c->rt->socket_log, ev_now(c->rt->loop), LOG_LEVEL_WARN,
+    switch (upstream_connect(m, &fd)) {
+    case UPSTREAM_NO_SOCKET:
+        log_limited(&c->ph->socket_log, now, LOG_LEVEL_WARN,
                     "backend %s: socket: %s", c->be->name, strerror(errno));
         hc_error(c, 503, "out of sockets", BALANCE_ABORTED);
         return;
+    case UPSTREAM_REFUSED:
+        hc_set_phase(c, HC_CONNECT);
+        c->connect_started = now;
+        hc_connect_failed(c, errno, BALANCE_CONNECT_ERROR);
+        return;
+    case UPSTREAM_CONNECTED:
+    case UPSTREAM_CONNECTING:
+        break;
     }
-    mc = mconn_new(c->ph, m, fd);
-    if (mc == NULL) {
-        close(fd);
+    c->mc = upstream_conn_new(&c->ph->idle, m, fd, mconn_cb, c);
+    if (c->mc == NULL) {
+        net_close(fd, false);
         hc_error(c, 503, "out of memory", BALANCE_ABORTED);
         return;
     }
-    mc->owner = c;
-    c->mc = mc;
-    c->phase = HC_CONNECT;
-    c->connect_started = ev_now(c->rt->loop);
-    if (connect(fd, (struct sockaddr *)&m->addr, m->addrlen) != 0 &&
-        errno != EINPROGRESS) {
-        hc_connect_failed(c, errno, BALANCE_CONNECT_ERROR);
-        return;
-    }
+    /* Connected at once or not, writable tells: one path for both. */
+    hc_set_phase(c, HC_CONNECT);
+    c->connect_started = now;
 }
 
-static void hc_dispatch(struct hconn *c);
-static void hc_run(struct hconn *c);
-
+/* The resolution the request waited on completed: pick again. */
 static void
-hc_dns_woken(struct dns_cache_waiter *w, enum dns_cache_wake why,
-             const struct dns_cache_entry *e)
+hc_woken(void *arg)
 {
-    struct hconn *c = w->arg;
+    struct http_conn *c = arg;
 
-    (void)why;
-    (void)e;
-    /* Pools were updated before waiters woke: pick again. */
     if (c->phase != HC_RESOLVING)
         return;
     hc_dispatch(c);
@@ -1194,68 +692,44 @@ hc_dns_woken(struct dns_cache_waiter *w, enum dns_cache_wake why,
         hc_run(c);
 }
 
-/*
- * The pool has no member to give: wait (bounded by timeout_connect) when a
- * name has a resolution in flight, or when new members still wait for
- * their first check (polled). Returns true when the request now waits.
- */
-static bool
-hc_wait_pool(struct hconn *c)
-{
-    double now = ev_now(c->rt->loop);
-
-    if (c->phase != HC_RESOLVING)
-        c->connect_started = now;
-    if (!backend_wait_pool(c->be, &c->dnswait, c->connect_started, now,
-                           &c->resolve_poll)) {
-        dns_cache_cancel(&c->dnswait);
-        return false;
-    }
-    c->phase = HC_RESOLVING;
-    return true;
-}
-
 /* Picks a member for the request and gets a connection to it. */
 static void
-hc_dispatch(struct hconn *c)
+hc_dispatch(struct http_conn *c)
 {
-    struct ev_loop *loop = c->rt->loop;
-    struct balance_ctx ctx = {0};
-    struct mconn *mc;
+    struct balance_ctx key = {0};
+    struct upstream_conn *mc;
     struct member *m;
 
-    if (c->attempts > c->be->cfg.retries) {
-        hc_error(c, 502, "retries exhausted", BALANCE_CONNECT_ERROR);
-        return;
-    }
-    ctx.tried = &c->tried;
-    ctx.now = ev_now(loop);
     if (c->be->cfg.balance == BALANCE_HASH) {
         if (c->be->cfg.hash_key == HASH_KEY_CLIENT_IP) {
-            balance_key_client_ip(&ctx, &c->peer);
-        } else if (c->has_key) {
-            ctx.key = &c->key;
-            ctx.keylen = sizeof(c->key);
+            balance_key_client_ip(&key, &c->peer);
+        } else if (c->rq.has_key) {
+            key.key = &c->rq.key;
+            key.keylen = sizeof(c->rq.key);
         }
     }
-    m = balance_pick(c->be->pool.balance, &ctx);
-    if (m == NULL && c->attempts == 0 && hc_wait_pool(c))
+    switch (upstream_pick(&c->up, &key, ev_now(c->ph->env.loop))) {
+    case UPSTREAM_PICKED:
+        break;
+    case UPSTREAM_WAIT:
+        /* hc_arm sets the timer from c->up.retry_at. */
+        hc_set_phase(c, HC_RESOLVING);
         return;
-    if (m == NULL) {
-        if (c->attempts == 0)
+    case UPSTREAM_NONE:
+        if (c->up.attempts == 0)
             hc_error(c, 503, "no member up", BALANCE_ABORTED);
         else
             hc_error(c, 502, "no member reachable", BALANCE_ABORTED);
         return;
+    case UPSTREAM_EXHAUSTED:
+        hc_error(c, 502, "retries exhausted", BALANCE_CONNECT_ERROR);
+        return;
     }
-    dns_cache_cancel(&c->dnswait);
-    backend_dns_lookup(c->be, NULL);
-    c->member = m;
-    c->attempts++;
-    memcpy(c->member_text, m->addr_text, sizeof(c->member_text));
+    m = c->up.member;
+    memcpy(c->rq.member_text, m->addr_text, sizeof(c->rq.member_text));
     log_debug("frontend %s: %s: %s %s to %s", c->fe->name, c->peer_text,
-              c->method, c->target, m->addr_text);
-    mc = idle_take(loop, m);
+              c->rq.method, c->rq.target, m->addr_text);
+    mc = upstream_idle_take(&c->ph->idle, m, mconn_cb, c);
     if (mc != NULL) {
         hc_attach(c, mc);
         return;
@@ -1268,10 +742,10 @@ hc_dispatch(struct hconn *c)
 
 /* Writes the response head for the client into cout (1xx included). */
 static int
-response_rewrite(struct hconn *c, const char *buf, bool tunnel)
+response_rewrite(struct http_conn *c, const char *buf, bool tunnel)
 {
     const struct http_msg *r = &c->resp;
-    struct hbuf *o = &c->cout;
+    struct http_buf *o = &c->cout;
     struct http_span sl = start_line(r, buf);
 
     if (hbuf_reserve(o, r->head_len + 128) != 0)
@@ -1287,7 +761,7 @@ response_rewrite(struct hconn *c, const char *buf, bool tunnel)
         hbuf_puts(o, "Connection: upgrade\r\nUpgrade: ");
         hbuf_append(o, buf + v->off, v->len);
         hbuf_puts(o, "\r\n");
-    } else if (r->status >= 200 && !c->keep_client) {
+    } else if (r->status >= 200 && !c->rq.keep_client) {
         hbuf_puts(o, "Connection: close\r\n");
     } else if (r->status >= 200 && c->req.minor == 0) {
         hbuf_puts(o, "Connection: keep-alive\r\n");
@@ -1298,11 +772,11 @@ response_rewrite(struct hconn *c, const char *buf, bool tunnel)
 
 /* A complete response head is at sin.start. */
 static void
-response_ready(struct hconn *c)
+response_ready(struct http_conn *c)
 {
     const char *buf = c->sin.data + c->sin.start;
     struct http_msg *r = &c->resp;
-    struct member *m = c->member;
+    struct member *m = c->up.member;
     unsigned st = r->status;
     bool tunnel = r->body == HTTP_BODY_TUNNEL;
 
@@ -1312,7 +786,7 @@ response_ready(struct hconn *c)
             hc_close(c, "out of memory", true);
             return;
         }
-        c->head_sent = c->head_sent || c->req.minor == 1;
+        c->rq.head_sent = c->rq.head_sent || c->req.minor == 1;
         c->sin.start += r->head_len;
         http_msg_reset(r);
         return;
@@ -1322,45 +796,45 @@ response_ready(struct hconn *c)
                          BALANCE_SERVER_ERROR);
         return;
     }
-    c->t_resp = ev_now(c->rt->loop);
-    if (c->t_sent > 0)
-        proxy_http_observe(m, c->t_resp - c->t_sent);
+    c->rq.t_resp = ev_now(c->ph->env.loop);
+    if (c->rq.t_sent > 0)
+        proxy_http_observe(m, c->rq.t_resp - c->rq.t_sent);
     m->stats.responses[st / 100 < 6 ? st / 100 : 5]++;
-    c->status = (uint16_t)st;
-    c->resp_final = true;
+    c->rq.status = (uint16_t)st;
+    c->rq.resp_final = true;
     /* The request head can no longer be retried: give its buffer back. */
-    if (hbuf_len(&c->sout) == 0)
+    if (http_conn_buf_len(&c->sout) == 0)
         hbuf_put(&c->sout);
-    c->keep_member = r->keep_alive;
-    c->keep_client = c->req.keep_alive && !c->rt->stopping && !tunnel &&
-                     r->body != HTTP_BODY_CLOSE && flow_complete(&c->rqf);
+    c->rq.keep_member = r->keep_alive;
+    c->rq.keep_client = c->req.keep_alive && !c->ph->stopping && !tunnel &&
+                     r->body != HTTP_BODY_CLOSE && http_conn_flow_complete(&c->rq.rqf);
     if (response_rewrite(c, buf, tunnel) != 0) {
         hc_close(c, "out of memory", true);
         return;
     }
-    c->head_sent = true;
+    c->rq.head_sent = true;
     c->sin.start += r->head_len;
-    flow_init(&c->rsf, (enum http_body)r->body, r->content_length);
+    http_conn_flow_init(&c->rq.rsf, (enum http_body)r->body, r->content_length);
     if (tunnel) {
         /* From now on both directions are opaque bytes. */
-        c->phase = HC_TUNNEL;
-        flow_init(&c->rqf, HTTP_BODY_TUNNEL, 0);
-        c->keep_member = c->keep_client = false;
+        hc_set_phase(c, HC_TUNNEL);
+        http_conn_flow_init(&c->rq.rqf, HTTP_BODY_TUNNEL, 0);
+        c->rq.keep_member = c->rq.keep_client = false;
     }
 }
 
 static void
-parse_response(struct hconn *c)
+parse_response(struct http_conn *c)
 {
-    while (!c->resp_final && c->phase == HC_FORWARD && hbuf_len(&c->sin) > 0) {
+    while (!c->rq.resp_final && c->phase == HC_FORWARD && http_conn_buf_len(&c->sin) > 0) {
         switch (http_parse(&c->resp, c->sin.data + c->sin.start,
-                           hbuf_len(&c->sin))) {
+                           http_conn_buf_len(&c->sin))) {
         case HTTP_PARSE_AGAIN:
             return;
         case HTTP_PARSE_ERROR:
             log_info("backend %s: %s sent a bad response: %s", c->be->name,
-                     c->member->addr_text, c->resp.error_reason);
-            c->retried = true; /* a bad response is not a closed conn */
+                     c->up.member->addr_text, c->resp.error_reason);
+            c->rq.retried = true; /* a bad response is not a closed conn */
             hc_server_failed(c, "bad response", BALANCE_SERVER_ERROR);
             return;
         case HTTP_PARSE_DONE:
@@ -1374,12 +848,12 @@ parse_response(struct hconn *c)
 /* I/O steps: each returns true when it made progress                      */
 
 static bool
-step_handshake(struct hconn *c)
+step_handshake(struct http_conn *c)
 {
     int r = tls_io_handshake(&c->cio);
 
     if (r == 1) {
-        c->phase = HC_HEAD;
+        hc_set_phase(c, HC_HEAD);
         /*
          * The handshake is tried before the watcher ever said "readable",
          * and with read-ahead one read can bring the client's Finished and
@@ -1405,7 +879,7 @@ step_handshake(struct hconn *c)
 
 /* Maps a client read result that is not data; true if it closed. */
 static bool
-client_read_blocked(struct hconn *c, ssize_t n)
+client_read_blocked(struct http_conn *c, ssize_t n)
 {
     if (n == TLS_IO_WANT_READ) {
         c->c_readable = false;
@@ -1421,20 +895,20 @@ client_read_blocked(struct hconn *c, ssize_t n)
 }
 
 static bool
-step_head(struct hconn *c)
+step_head(struct http_conn *c)
 {
-    struct hbuf *in = &c->cin;
+    struct http_buf *in = &c->cin;
     size_t max = c->fe->cfg.max_header_size;
     ssize_t n;
 
-    if (in->data != NULL && in->end > c->parsed) {
-        c->parsed = in->end;
+    if (in->data != NULL && in->end > c->rq.parsed) {
+        c->rq.parsed = in->end;
         switch (http_parse(&c->req, in->data, in->end)) {
         case HTTP_PARSE_DONE:
             request_ready(c);
             return true;
         case HTTP_PARSE_ERROR:
-            c->t_req = c->req_started ? c->t_req : ev_now(c->rt->loop);
+            c->t_req = c->req_started ? c->t_req : ev_now(c->ph->env.loop);
             hc_error(c, c->req.error, c->req.error_reason, BALANCE_ABORTED);
             return true;
         case HTTP_PARSE_AGAIN:
@@ -1462,10 +936,10 @@ step_head(struct hconn *c)
             c->c_readable = false;
         if (!c->req_started) {
             c->req_started = true;
-            c->t_req = ev_now(c->rt->loop);
+            c->t_req = ev_now(c->ph->env.loop);
         }
         in->end += (size_t)n;
-        c->c_last = ev_now(c->rt->loop);
+        c->c_last = ev_now(c->ph->env.loop);
         c->c_rd_wants_write = false;
         return true;
     }
@@ -1478,12 +952,12 @@ step_head(struct hconn *c)
 }
 
 static bool
-client_read(struct hconn *c)
+client_read(struct http_conn *c)
 {
-    struct hbuf *in = &c->cin;
+    struct http_buf *in = &c->cin;
     ssize_t n;
 
-    if (!c->c_readable || !client_wants_input(c))
+    if (!c->c_readable || !http_conn_client_wants_input(c))
         return false;
     if (in->data == NULL && hbuf_reserve(in, BUF_SIZE) != 0) {
         hc_close(c, "out of memory", true);
@@ -1496,9 +970,9 @@ client_read(struct hconn *c)
         if ((size_t)n < in->cap && !tls_io_pending(&c->cio))
             c->c_readable = false; /* drained: wait for the watcher */
         in->end = (size_t)n;
-        c->c_last = ev_now(c->rt->loop);
+        c->c_last = ev_now(c->ph->env.loop);
         c->c_rd_wants_write = false;
-        if (flow_scan(&c->rqf, in) != 0) {
+        if (http_conn_flow_scan(&c->rq.rqf, in) != 0) {
             hc_error(c, 400, "bad chunked request body", BALANCE_ABORTED);
             return true;
         }
@@ -1514,24 +988,24 @@ client_read(struct hconn *c)
 }
 
 static bool
-server_write(struct hconn *c)
+server_write(struct http_conn *c)
 {
-    struct mconn *mc = c->mc;
-    struct hbuf *in = &c->cin;
+    struct upstream_conn *mc = c->mc;
+    struct http_buf *in = &c->cin;
     size_t a, b, k;
     struct iovec iov[2];
     ssize_t n;
 
     if (mc == NULL || !mc->writable || c->s_shut)
         return false;
-    if (flow_scan(&c->rqf, in) != 0) {
+    if (http_conn_flow_scan(&c->rq.rqf, in) != 0) {
         hc_error(c, 400, "bad chunked request body", BALANCE_ABORTED);
         return true;
     }
-    a = hbuf_len(&c->sout);
-    b = c->rqf.ok;
+    a = http_conn_buf_len(&c->sout);
+    b = c->rq.rqf.ok;
     if (a + b == 0) {
-        if (c->phase == HC_TUNNEL && c->c_eof && hbuf_len(in) == 0) {
+        if (c->phase == HC_TUNNEL && c->c_eof && http_conn_buf_len(in) == 0) {
             shutdown(mc->fd, SHUT_WR);
             c->s_shut = true;
             if (c->c_shut)
@@ -1556,44 +1030,44 @@ server_write(struct hconn *c)
             hc_server_failed(c, "server write error", BALANCE_SERVER_ERROR);
         return true;
     }
-    c->s_last = ev_now(c->rt->loop);
-    c->req_sent += (uint64_t)n;
-    c->member->stats.bytes_out += (uint64_t)n;
+    c->s_last = ev_now(c->ph->env.loop);
+    c->rq.req_sent += (uint64_t)n;
+    c->up.member->stats.bytes_out += (uint64_t)n;
     k = (size_t)n < a ? (size_t)n : a;
     c->sout.start += k;
-    if (k == a && a > 0 && c->t_sent == 0)
-        c->t_sent = c->s_last;
+    if (k == a && a > 0 && c->rq.t_sent == 0)
+        c->rq.t_sent = c->s_last;
     k = (size_t)n - k;
     in->start += k;
-    c->rqf.ok -= k;
-    c->rqf.bytes += k;
+    c->rq.rqf.ok -= k;
+    c->rq.rqf.bytes += k;
     return true;
 }
 
 static bool
-server_read(struct hconn *c)
+server_read(struct http_conn *c)
 {
-    struct mconn *mc = c->mc;
-    struct hbuf *in = &c->sin;
+    struct upstream_conn *mc = c->mc;
+    struct http_buf *in = &c->sin;
     ssize_t n;
 
-    if (mc == NULL || !mc->readable || !server_wants_input(c))
+    if (mc == NULL || !mc->readable || !http_conn_server_wants_input(c))
         return false;
     if (in->data == NULL && hbuf_reserve(in, BUF_SIZE) != 0) {
         hc_close(c, "out of memory", true);
         return true;
     }
-    if (hbuf_len(in) == 0) {
+    if (http_conn_buf_len(in) == 0) {
         in->start = in->end = 0;
     } else if (in->end == in->cap) {
         if (in->start == 0) {
             /* A response head larger than a buffer. */
-            c->retried = true;
+            c->rq.retried = true;
             hc_server_failed(c, "response head too large",
                              BALANCE_SERVER_ERROR);
             return true;
         }
-        memmove(in->data, in->data + in->start, hbuf_len(in));
+        memmove(in->data, in->data + in->start, http_conn_buf_len(in));
         in->end -= in->start;
         in->start = 0;
     }
@@ -1606,12 +1080,12 @@ server_read(struct hconn *c)
         if ((size_t)n < in->cap - in->end)
             mc->readable = false; /* drained: wait for the watcher */
         in->end += (size_t)n;
-        c->s_last = ev_now(c->rt->loop);
-        c->resp_bytes += (uint64_t)n;
-        c->member->stats.bytes_in += (uint64_t)n;
-        if (!c->resp_final)
+        c->s_last = ev_now(c->ph->env.loop);
+        c->rq.resp_bytes += (uint64_t)n;
+        c->up.member->stats.bytes_in += (uint64_t)n;
+        if (!c->rq.resp_final)
             parse_response(c);
-        else if (flow_scan(&c->rsf, in) != 0)
+        else if (http_conn_flow_scan(&c->rq.rsf, in) != 0)
             hc_close(c, "bad chunked response body", true);
         return true;
     }
@@ -1625,15 +1099,15 @@ server_read(struct hconn *c)
             hc_close(c, "server reset", true);
         return true;
     }
-    if (!c->resp_final) {
+    if (!c->rq.resp_final) {
         hc_server_failed(c, n == 0 ? "server closed before responding"
                                    : "server reset before responding",
                          BALANCE_SERVER_ERROR);
         return true;
     }
-    if (c->rsf.body == HTTP_BODY_CLOSE && n == 0) {
-        c->rsf.done = true;
-        c->keep_member = false;
+    if (c->rq.rsf.body == HTTP_BODY_CLOSE && n == 0) {
+        c->rq.rsf.done = true;
+        c->rq.keep_member = false;
         return true;
     }
     hc_close(c, "server closed mid-response", true);
@@ -1641,22 +1115,22 @@ server_read(struct hconn *c)
 }
 
 static bool
-client_write(struct hconn *c)
+client_write(struct http_conn *c)
 {
-    struct hbuf *in = &c->sin;
+    struct http_buf *in = &c->sin;
     size_t a, b, k;
     ssize_t n;
 
     if (!c->c_writable || c->c_shut)
         return false;
-    if (c->resp_final && flow_scan(&c->rsf, in) != 0) {
+    if (c->rq.resp_final && http_conn_flow_scan(&c->rq.rsf, in) != 0) {
         hc_close(c, "bad chunked response body", true);
         return true;
     }
-    a = hbuf_len(&c->cout);
-    b = c->resp_final ? c->rsf.ok : 0;
+    a = http_conn_buf_len(&c->cout);
+    b = c->rq.resp_final ? c->rq.rsf.ok : 0;
     if (a + b == 0) {
-        if (c->phase == HC_TUNNEL && c->s_eof && hbuf_len(in) == 0) {
+        if (c->phase == HC_TUNNEL && c->s_eof && http_conn_buf_len(in) == 0) {
             tls_io_shutdown(&c->cio);
             c->c_shut = true;
             if (c->s_shut)
@@ -1681,21 +1155,21 @@ client_write(struct hconn *c)
         return true;
     }
     c->c_wr_wants_read = false;
-    c->c_last = ev_now(c->rt->loop);
-    c->bytes_out += (uint64_t)n;
+    c->c_last = ev_now(c->ph->env.loop);
+    c->rq.bytes_out += (uint64_t)n;
     k = (size_t)n < a ? (size_t)n : a;
     c->cout.start += k;
     if (k == a && a > 0)
         c->cout.start = c->cout.end = 0;
     k = (size_t)n - k;
     in->start += k;
-    c->rsf.ok -= k;
-    c->rsf.bytes += k;
+    c->rq.rsf.ok -= k;
+    c->rq.rsf.bytes += k;
     return true;
 }
 
 static bool
-step_forward(struct hconn *c)
+step_forward(struct http_conn *c)
 {
     bool p = false;
 
@@ -1713,11 +1187,11 @@ step_forward(struct hconn *c)
         return p || c->phase != HC_TUNNEL;
 
     /* The response is complete once all of it reached the client. */
-    if (c->resp_final && flow_complete(&c->rsf) && hbuf_len(&c->cout) == 0) {
-        if (!flow_complete(&c->rqf) || hbuf_len(&c->sout) > 0) {
+    if (c->rq.resp_final && http_conn_flow_complete(&c->rq.rsf) && http_conn_buf_len(&c->cout) == 0) {
+        if (!http_conn_flow_complete(&c->rq.rqf) || http_conn_buf_len(&c->sout) > 0) {
             /* Answered before the request ended: neither side reusable. */
-            c->keep_client = c->keep_member = false;
-            c->stop_input = true;
+            c->rq.keep_client = c->rq.keep_member = false;
+            c->rq.stop_input = true;
         }
         hc_request_end(c);
         return true;
@@ -1726,7 +1200,7 @@ step_forward(struct hconn *c)
 }
 
 static bool
-step_linger(struct hconn *c)
+step_linger(struct http_conn *c)
 {
     ssize_t n;
 
@@ -1749,7 +1223,7 @@ step_linger(struct hconn *c)
 }
 
 static void
-hc_run(struct hconn *c)
+hc_run(struct http_conn *c)
 {
     bool p = false;
 
@@ -1786,7 +1260,7 @@ hc_run(struct hconn *c)
      * connections had their turn (a closing conn stops cw, which drops
      * this pending event). */
     if (p)
-        ev_feed_event(c->rt->loop, &c->cw, 0);
+        ev_feed_event(c->ph->env.loop, &c->cw, 0);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -1795,7 +1269,7 @@ hc_run(struct hconn *c)
 static void
 client_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
-    struct hconn *c = w->data;
+    struct http_conn *c = w->data;
 
     (void)loop;
     if (revents & EV_READ)
@@ -1808,19 +1282,12 @@ client_cb(struct ev_loop *loop, ev_io *w, int revents)
 static void
 mconn_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
-    struct mconn *mc = w->data;
-    struct hconn *c = mc->owner;
+    struct upstream_conn *mc = w->data;
+    struct http_conn *c = mc->owner;
 
-    if (c == NULL) {
-        /* Idle: the member closed it, or sent bytes nobody asked for. */
-        mconn_close(loop, mc, true);
-        return;
-    }
+    (void)loop;
     if (c->phase == HC_CONNECT) {
-        int err = 0;
-        socklen_t len = sizeof(err);
-        if (getsockopt(mc->fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0)
-            err = errno;
+        int err = upstream_connect_error(mc->fd);
         if (err != 0) {
             hc_connect_failed(c, err, BALANCE_CONNECT_ERROR);
             if (c->phase != HC_CLOSED)
@@ -1839,9 +1306,9 @@ mconn_cb(struct ev_loop *loop, ev_io *w, int revents)
 static void
 hc_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
-    struct hconn *c = w->data;
-    enum hc_deadline kind;
-    double d = hc_deadline(c, &kind);
+    struct http_conn *c = w->data;
+    enum http_conn_deadline kind;
+    double d = http_conn_deadline(c, &kind);
 
     (void)revents;
     if (kind == DL_NONE)
@@ -1868,7 +1335,7 @@ hc_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
         hc_connect_failed(c, ETIMEDOUT, BALANCE_TIMEOUT);
         break;
     case DL_SERVER:
-        if (c->head_sent) {
+        if (c->rq.head_sent) {
             hc_close(c, "server timeout", true);
             return;
         }
@@ -1896,17 +1363,14 @@ proxy_http_observe(struct member *m, double seconds)
     histogram_observe(&m->resp_hist, seconds);
 }
 
-void
-proxy_http_accept(struct frontend *fe, int fd, const struct sockaddr *peer,
-                  socklen_t peerlen)
+static void
+proxy_http_accept(void *proxy, struct frontend *fe, int fd,
+                  const struct sockaddr *peer, socklen_t peerlen)
 {
-    struct runtime *rt = fe->rt;
-    struct proxy_http *ph = rt->http;
-    struct hconn *c;
-    int one = 1;
+    struct proxy_http *ph = proxy;
+    struct http_conn *c;
 
-    if (ph == NULL && (ph = rt->http = calloc(1, sizeof(*ph))) == NULL)
-        goto fail;
+
     c = calloc(1, sizeof(*c));
     if (c == NULL)
         goto fail;
@@ -1914,105 +1378,109 @@ proxy_http_accept(struct frontend *fe, int fd, const struct sockaddr *peer,
         free(c);
         goto fail;
     }
-    c->rt = rt;
     c->ph = ph;
-    dns_cache_waiter_init(&c->dnswait, hc_dns_woken, c);
     c->fe = fe;
     frontend_ref(fe);
     c->be = fe->backend;
     backend_ref(c->be);
+    upstream_req_init(&c->up, c->be, hc_woken, c);
     c->phase = fe->tls != NULL ? HC_HANDSHAKE : HC_HEAD;
-    c->t_accept = c->t_req = c->c_last = c->idle_since = ev_now(rt->loop);
+    c->t_accept = c->t_req = c->c_last = c->idle_since = ev_now(ph->env.loop);
     memcpy(&c->peer, peer, peerlen);
-    addr_format(peer, c->peer_text, sizeof(c->peer_text));
-    if (peer->sa_family == AF_INET6)
-        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)peer)->sin6_addr,
-                  c->peer_ip, sizeof(c->peer_ip));
-    else
-        inet_ntop(AF_INET, &((const struct sockaddr_in *)peer)->sin_addr,
-                  c->peer_ip, sizeof(c->peer_ip));
+    net_addr_format(peer, c->peer_text, sizeof(c->peer_text));
+    net_addr_ip(peer, c->peer_ip, sizeof(c->peer_ip));
     http_request_init(&c->req, fe->cfg.max_header_size);
     ev_io_init(&c->cw, client_cb, fd, EV_READ);
     c->cw.data = c;
     ev_init(&c->timer, hc_timer_cb);
     c->timer.data = c;
     c->c_writable = true;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    net_nodelay(fd);
 
-    c->next = ph->conns;
-    if (ph->conns != NULL)
-        ph->conns->prev = c;
-    ph->conns = c;
+    list_add(&ph->conns, &c->link);
     fe->stats.connections_total++;
     fe->stats.active++;
     hc_run(c);
     return;
 fail:
-    close(fd);
-    runtime_conn_closed(rt);
+    net_close(fd, false);
+    ph->env.conn_closed(ph->env.arg);
 }
 
-void
-proxy_http_stop(struct runtime *rt)
+static void *
+proxy_http_create(const struct proxy_env *env)
 {
-    struct proxy_http *ph = rt->http;
-    struct hconn *c, *next;
+    struct proxy_http *ph = calloc(1, sizeof(*ph));
 
     if (ph == NULL)
-        return;
-    for (c = ph->conns; c != NULL; c = next) {
-        next = c->next;
+        return NULL;
+    ph->env = *env;
+    list_init(&ph->conns);
+    list_init(&ph->closed);
+    upstream_idle_init(&ph->idle, env->loop);
+    return ph;
+}
+
+static void
+proxy_http_stop(void *proxy)
+{
+    struct proxy_http *ph = proxy;
+    struct list *l, *tmp;
+
+    ph->stopping = true;
+    ph->idle.closing = true;
+    list_for_each_safe(l, tmp, &ph->conns) {
+        struct http_conn *c = container_of(l, struct http_conn, link);
         if ((c->phase == HC_HEAD && !c->req_started) ||
             c->phase == HC_HANDSHAKE)
             hc_close(c, "shutdown", false);
     }
-    while (ph->idle != NULL)
-        mconn_close(rt->loop, ph->idle, false);
+    upstream_idle_close_all(&ph->idle);
 }
 
-void
-proxy_http_close_all(struct runtime *rt)
+static void
+proxy_http_reap(void *proxy)
 {
-    struct proxy_http *ph = rt->http;
+    struct proxy_http *ph = proxy;
+    struct list *l;
 
-    if (ph == NULL)
-        return;
-    while (ph->conns != NULL)
-        hc_close(ph->conns, "shutdown", false);
-    while (ph->idle != NULL)
-        mconn_close(rt->loop, ph->idle, false);
-    proxy_http_reap(rt);
-}
-
-void
-proxy_http_reap(struct runtime *rt)
-{
-    struct proxy_http *ph = rt->http;
-
-    if (ph == NULL)
-        return;
-    while (ph->closed != NULL) {
-        struct hconn *c = ph->closed;
-        ph->closed = c->next;
+    while ((l = list_first(&ph->closed)) != NULL) {
+        struct http_conn *c = container_of(l, struct http_conn, link);
+        list_del(l);
         backend_unref(c->be);
         frontend_unref(c->fe);
         free(c);
     }
 }
 
-void
-proxy_http_destroy(struct runtime *rt)
+static void
+proxy_http_close_all(void *proxy)
 {
-    struct proxy_http *ph = rt->http;
+    struct proxy_http *ph = proxy;
+    struct list *l;
 
-    if (ph == NULL)
-        return;
-    proxy_http_close_all(rt);
-    while (ph->free_mc != NULL) {
-        struct mconn *mc = ph->free_mc;
-        ph->free_mc = mc->gnext;
-        free(mc);
-    }
-    free(ph);
-    rt->http = NULL;
+    while ((l = list_first(&ph->conns)) != NULL)
+        hc_close(container_of(l, struct http_conn, link), "shutdown", false);
+    upstream_idle_close_all(&ph->idle);
+    proxy_http_reap(ph);
 }
+
+static void
+proxy_http_destroy(void *proxy)
+{
+    struct proxy_http *ph = proxy;
+
+    proxy_http_close_all(ph);
+    upstream_idle_deinit(&ph->idle);
+    free(ph);
+}
+
+const struct proxy_ops proxy_http_ops = {
+    .name = "http",
+    .create = proxy_http_create,
+    .accept = proxy_http_accept,
+    .stop = proxy_http_stop,
+    .close_all = proxy_http_close_all,
+    .reap = proxy_http_reap,
+    .destroy = proxy_http_destroy,
+};

@@ -22,8 +22,9 @@
 #include <unistd.h>
 
 #include "conn.h"
+#include "frontend.h"
 #include "log.h"
-#include "runtime.h"
+#include "net.h"
 
 #define SIDE_OF(w, field)                                                    \
     ((struct conn_side *)((char *)(w) - offsetof(struct conn_side, field)))
@@ -31,17 +32,19 @@
 static void proxy_tcp_connect_next(struct conn *c);
 static void conn_arm_timer(struct conn *c, double after);
 
+static struct ev_loop *
+conn_loop(const struct conn *c)
+{
+    return c->set->env.loop;
+}
+
 /* Gives up on the member being connected to and tries the next one. */
 static void
 connect_abandon(struct conn *c, enum balance_outcome why)
 {
-    c->member->stats.connect_errors++;
-    balance_tried_add(&c->tried, c->member);
-    backend_release(c->be, c->member, why, ev_now(c->rt->loop));
-    c->member = NULL;
-    ev_io_stop(c->rt->loop, &c->server.wio);
-    if (c->server.fd >= 0)
-        close(c->server.fd);
+    upstream_failed(&c->up, why, ev_now(conn_loop(c)));
+    ev_io_stop(conn_loop(c), &c->server.wio);
+    net_close(c->server.fd, false);
     c->server.fd = -1;
     proxy_tcp_connect_next(c);
 }
@@ -61,7 +64,7 @@ peer_of(struct conn *c, struct conn_side *s)
 static void
 touch(struct conn *c, struct conn_side *s)
 {
-    s->last = ev_now(c->rt->loop);
+    s->last = ev_now(conn_loop(c));
 }
 
 /* Everything read from `from` has been delivered: forward its FIN. */
@@ -98,8 +101,8 @@ write_failed(struct conn *c, struct conn_side *from, struct conn_side *to)
     if (errno == EINTR)
         return 0;
     if (errno == EAGAIN || errno == EWOULDBLOCK) {
-        ev_io_stop(c->rt->loop, &from->rio);
-        ev_io_start(c->rt->loop, &to->wio);
+        ev_io_stop(conn_loop(c), &from->rio);
+        ev_io_start(conn_loop(c), &to->wio);
         return 1;
     }
     conn_abort(c, to == &c->client ? "client write error"
@@ -139,9 +142,9 @@ flush(struct conn *c, struct conn_side *from)
     /* Drained: give the buffer back so idle conns hold no memory. */
     buf_put(from->buf);
     from->buf = NULL;
-    ev_io_stop(c->rt->loop, &to->wio);
+    ev_io_stop(conn_loop(c), &to->wio);
     if (!from->eof)
-        ev_io_start(c->rt->loop, &from->rio);
+        ev_io_start(conn_loop(c), &from->rio);
     forward_eof(c, from);
     return 0;
 }
@@ -176,7 +179,7 @@ side_read_result(struct conn *c, struct conn_side *s, ssize_t n)
     touch(c, s);
     if (n == 0) {
         s->eof = true;
-        ev_io_stop(c->rt->loop, &s->rio);
+        ev_io_stop(conn_loop(c), &s->rio);
         forward_eof(c, s);
         return false;
     }
@@ -273,11 +276,7 @@ conn_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 
     (void)revents;
     if (c->state == CONN_RESOLVING) {
-        if (now >= c->connect_started + c->be->cfg.timeout_connect) {
-            dns_cache_cancel(&c->dnswait);
-            conn_close(c, "no member up");
-            return;
-        }
+        /* A poll tick, or the end of the wait: upstream tells which. */
         proxy_tcp_connect_next(c);
         return;
     }
@@ -285,7 +284,7 @@ conn_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
         double at = c->connect_started + c->be->cfg.timeout_connect;
         if (now >= at) {
             log_debug("backend %s: connect to %s timed out", c->be->name,
-                      c->member->addr_text);
+                      c->up.member->addr_text);
             connect_abandon(c, BALANCE_TIMEOUT);
             return;
         }
@@ -310,9 +309,9 @@ conn_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 static void
 conn_arm_timer(struct conn *c, double after)
 {
-    ev_timer_stop(c->rt->loop, &c->timer);
+    ev_timer_stop(conn_loop(c), &c->timer);
     ev_timer_set(&c->timer, after, 0);
-    ev_timer_start(c->rt->loop, &c->timer);
+    ev_timer_start(conn_loop(c), &c->timer);
 }
 
 size_t
@@ -382,16 +381,14 @@ proxy_protocol_header(int version, const struct sockaddr *src,
 static void
 conn_tunnel(struct conn *c)
 {
-    struct ev_loop *loop = c->rt->loop;
+    struct ev_loop *loop = conn_loop(c);
     double now = ev_now(loop);
-    int one = 1;
-
     conn_set_state(c, CONN_TUNNEL);
     ev_io_stop(loop, &c->server.wio);
     ev_io_set(&c->server.rio, c->server.fd, EV_READ);
     ev_io_set(&c->server.wio, c->server.fd, EV_WRITE);
-    setsockopt(c->server.fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    c->member->stats.requests++;
+    net_nodelay(c->server.fd);
+    c->up.member->stats.requests++;
     c->client.last = c->server.last = now;
 
     if (c->fe->cfg.proxy_protocol != PROXY_PROTOCOL_OFF) {
@@ -424,7 +421,7 @@ static void
 connect_failed(struct conn *c, int err)
 {
     log_debug("backend %s: connect to %s failed: %s", c->be->name,
-              c->member->addr_text, strerror(err));
+              c->up.member->addr_text, strerror(err));
     connect_abandon(c, BALANCE_CONNECT_ERROR);
 }
 
@@ -433,13 +430,9 @@ connect_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
     struct conn_side *s = SIDE_OF(w, wio);
     struct conn *c = conn_of_side(s);
-    int err = 0;
-    socklen_t len = sizeof(err);
+    int err = upstream_connect_error(s->fd);
 
-    (void)loop;
     (void)revents;
-    if (getsockopt(s->fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0)
-        err = errno;
     if (err != 0) {
         connect_failed(c, err);
         return;
@@ -449,120 +442,97 @@ connect_cb(struct ev_loop *loop, ev_io *w, int revents)
     conn_tunnel(c);
 }
 
+/* The resolution the conn waited on completed: pools were updated before
+ * waiters woke, so just pick again. */
 static void
-dns_woken(struct dns_cache_waiter *w, enum dns_cache_wake why,
-          const struct dns_cache_entry *e)
+proxy_tcp_woken(void *arg)
 {
-    struct conn *c = w->arg;
+    struct conn *c = arg;
 
-    (void)why;
-    (void)e;
-    /* Pools were updated before waiters woke: just pick again. */
     if (c->state == CONN_RESOLVING)
         proxy_tcp_connect_next(c);
-}
-
-/*
- * The pool has no member to give: wait (bounded by timeout_connect) when a
- * name has a resolution in flight, or when new members still wait for
- * their first check. Returns true when the conn now waits.
- */
-static bool
-proxy_tcp_wait_pool(struct conn *c)
-{
-    double now = ev_now(c->rt->loop), retry_at;
-
-    if (c->state != CONN_RESOLVING)
-        c->connect_started = now;
-    if (!backend_wait_pool(c->be, &c->dnswait, c->connect_started, now,
-                           &retry_at)) {
-        dns_cache_cancel(&c->dnswait);
-        return false;
-    }
-    conn_set_state(c, CONN_RESOLVING);
-    conn_arm_timer(c, retry_at - now);
-    return true;
 }
 
 /* Picks the next member not yet tried and starts a non-blocking connect. */
 static void
 proxy_tcp_connect_next(struct conn *c)
 {
-    struct ev_loop *loop = c->rt->loop;
-    struct balance_ctx ctx = {0};
+    struct ev_loop *loop = conn_loop(c);
+    double now = ev_now(loop);
+    struct balance_ctx key = {0};
     struct member *m;
     int fd;
 
-    if (c->attempts > c->be->cfg.retries) {
+    /* client_ip is the only key a TCP frontend can hash on. */
+    if (c->be->cfg.balance == BALANCE_HASH)
+        balance_key_client_ip(&key, &c->peer);
+    switch (upstream_pick(&c->up, &key, now)) {
+    case UPSTREAM_PICKED:
+        break;
+    case UPSTREAM_WAIT:
+        conn_set_state(c, CONN_RESOLVING);
+        conn_arm_timer(c, c->up.retry_at - now);
+        return;
+    case UPSTREAM_NONE:
+        conn_close(c, c->up.attempts == 0 ? "no member up"
+                                          : "retries exhausted");
+        return;
+    case UPSTREAM_EXHAUSTED:
         conn_close(c, "retries exhausted");
         return;
     }
-    ctx.tried = &c->tried;
-    ctx.now = ev_now(loop);
-    /* client_ip is the only key a TCP frontend can hash on. */
-    if (c->be->cfg.balance == BALANCE_HASH)
-        balance_key_client_ip(&ctx, &c->peer);
-    m = balance_pick(c->be->pool.balance, &ctx);
-    if (m == NULL && c->attempts == 0 && proxy_tcp_wait_pool(c))
-        return;
-    if (m == NULL) {
-        conn_close(c, c->attempts == 0 ? "no member up" : "retries exhausted");
-        return;
-    }
-    dns_cache_cancel(&c->dnswait);
-    backend_dns_lookup(c->be, NULL);
-    c->member = m;
-    c->attempts++;
+    m = c->up.member;
     conn_set_state(c, CONN_CONNECTING);
-    c->connect_started = ev_now(loop);
-    fd = socket(m->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
-                0);
-    if (fd < 0) {
+    c->connect_started = now;
+    switch (upstream_connect(m, &fd)) {
+    case UPSTREAM_NO_SOCKET: {
         int err = errno;
-        backend_release(c->be, m, BALANCE_ABORTED, ev_now(loop));
-        c->member = NULL;
-        log_limited(&c->rt->socket_log, ev_now(loop), LOG_LEVEL_WARN,
+        upstream_release(&c->up, BALANCE_ABORTED, now);
+        log_limited(&c->set->socket_log, now, LOG_LEVEL_WARN,
                     "backend %s: socket: %s", c->be->name, strerror(err));
         conn_close(c, "out of sockets");
         return;
+    }
+    case UPSTREAM_REFUSED:
+        connect_failed(c, errno);
+        return;
+    case UPSTREAM_CONNECTED:
+    case UPSTREAM_CONNECTING:
+        break;
     }
     c->server.fd = fd;
     ev_io_init(&c->server.rio, side_read_cb, fd, EV_READ);
     ev_io_init(&c->server.wio, connect_cb, fd, EV_WRITE);
     c->server.rio.data = c;
     c->server.wio.data = c;
-    if (connect(fd, (struct sockaddr *)&m->addr, m->addrlen) != 0 &&
-        errno != EINPROGRESS) {
-        connect_failed(c, errno);
-        return;
-    }
+    /* Connected at once or not, writable tells: one path for both. */
     ev_io_start(loop, &c->server.wio);
     conn_arm_timer(c, c->be->cfg.timeout_connect);
 }
 
-void
-proxy_tcp_accept(struct frontend *fe, int fd, const struct sockaddr *peer,
-                 socklen_t peerlen)
+static void
+proxy_tcp_accept(void *proxy, struct frontend *fe, int fd,
+                 const struct sockaddr *peer, socklen_t peerlen)
 {
-    struct runtime *rt = fe->rt;
+    struct conn_set *set = proxy;
     struct conn *c = calloc(1, sizeof(*c));
-    int one = 1;
 
     if (c == NULL) {
-        close(fd);
-        runtime_conn_closed(rt);
+        net_close(fd, false);
+        set->env.conn_closed(set->env.arg);
         return;
     }
-    c->rt = rt;
+    c->set = set;
     c->state = CONN_NEW;
     c->fe = fe;
     frontend_ref(fe);
     c->be = fe->backend;
     backend_ref(c->be);
-    c->started = ev_now(rt->loop);
+    c->started = ev_now(set->env.loop);
     memcpy(&c->peer, peer, peerlen);
     c->peerlen = peerlen;
-    addr_format(peer, c->peer_text, sizeof(c->peer_text));
+    net_addr_format(peer, c->peer_text, sizeof(c->peer_text));
+    upstream_req_init(&c->up, c->be, proxy_tcp_woken, c);
     c->client.fd = fd;
     c->server.fd = -1;
     c->client.pipe[0] = c->client.pipe[1] = -1;
@@ -572,14 +542,65 @@ proxy_tcp_accept(struct frontend *fe, int fd, const struct sockaddr *peer,
     c->client.rio.data = c;
     c->client.wio.data = c;
     ev_init(&c->timer, conn_timer_cb);
-    dns_cache_waiter_init(&c->dnswait, dns_woken, c);
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    net_nodelay(fd);
 
-    c->next = rt->conns;
-    if (rt->conns != NULL)
-        rt->conns->prev = c;
-    rt->conns = c;
+    list_add(&set->open, &c->link);
     fe->stats.connections_total++;
     fe->stats.active++;
     proxy_tcp_connect_next(c);
 }
+
+static void *
+proxy_tcp_create(const struct proxy_env *env)
+{
+    struct conn_set *set = calloc(1, sizeof(*set));
+
+    if (set == NULL)
+        return NULL;
+    set->env = *env;
+    list_init(&set->open);
+    list_init(&set->closed);
+    return set;
+}
+
+/* Graceful stop: a TCP session has no point to stop at; each one runs to
+ * its end or to the close_all at shutdown_timeout. */
+static void
+proxy_tcp_stop(void *proxy)
+{
+    (void)proxy;
+}
+
+static void
+proxy_tcp_reap(void *proxy)
+{
+    conn_reap(proxy);
+}
+
+static void
+proxy_tcp_close_all(void *proxy)
+{
+    struct conn_set *set = proxy;
+    struct list *l;
+
+    while ((l = list_first(&set->open)) != NULL)
+        conn_close(container_of(l, struct conn, link), "shutdown");
+    conn_reap(set);
+}
+
+static void
+proxy_tcp_destroy(void *proxy)
+{
+    proxy_tcp_close_all(proxy);
+    free(proxy);
+}
+
+const struct proxy_ops proxy_tcp_ops = {
+    .name = "tcp",
+    .create = proxy_tcp_create,
+    .accept = proxy_tcp_accept,
+    .stop = proxy_tcp_stop,
+    .close_all = proxy_tcp_close_all,
+    .reap = proxy_tcp_reap,
+    .destroy = proxy_tcp_destroy,
+};

@@ -6,13 +6,13 @@
 #ifndef FERRY_PROXY_TCP_H
 #define FERRY_PROXY_TCP_H
 
+#include <stddef.h>
 #include <sys/socket.h>
 
-struct frontend;
+#include "proxy.h"
 
-/* Takes ownership of an accepted, non-blocking client socket. */
-void proxy_tcp_accept(struct frontend *fe, int fd,
-                      const struct sockaddr *peer, socklen_t peerlen);
+/* mode = tcp: one instance per event loop (see proxy.h). */
+extern const struct proxy_ops proxy_tcp_ops;
 
 /* Builds a PROXY protocol header (v1 or v2) into out; returns its length. */
 size_t proxy_protocol_header(int version, const struct sockaddr *src,

@@ -21,6 +21,7 @@
 #include "histogram.h"
 #include "listener.h"
 #include "log.h"
+#include "net.h"
 #include "runtime.h"
 #include "stats_server.h"
 #include "strbuf.h"
@@ -423,7 +424,7 @@ json_dns_entry(const struct dns_cache_entry *e, void *arg)
     json_key(sb, "addresses");
     strbuf_putc(sb, '[');
     for (size_t i = 0; usable && i < e->naddrs; i++) {
-        addr_format((const struct sockaddr *)&e->addrs[i], text,
+        net_addr_format((const struct sockaddr *)&e->addrs[i], text,
                     sizeof(text));
         /* Cache addresses carry port 0: show the IP only. */
         char *colon = strrchr(text, ':');

@@ -15,6 +15,7 @@
 #include <string.h>
 #include <sys/un.h>
 
+#include "net.h"
 #include "pool.h"
 
 /* An IPv4 or IPv6 literal with a port, as a sockaddr_storage. */
@@ -113,7 +114,7 @@ test_add_member_fields(void **state)
     assert_string_equal(m->server_spec, "api.internal:8080");
     assert_string_equal(m->addr_text, "10.0.0.1:8080");
     assert_int_equal(m->addrlen, sizeof(struct sockaddr_in));
-    assert_true(addr_equal(SA(m->addr), SA(ss)));
+    assert_true(net_addr_equal(SA(m->addr), SA(ss)));
     assert_int_equal(m->weight, 5);
     assert_true(m->backup);
     assert_false(m->up); /* members start down */
@@ -626,7 +627,7 @@ test_apply_mixed_families(void **state)
 }
 
 /* ---------------------------------------------------------------------- */
-/* addr_format / addr_equal                                                */
+/* net_addr_format / net_addr_equal                                                */
 
 static void
 test_addr_format(void **state)
@@ -637,35 +638,35 @@ test_addr_format(void **state)
 
     (void)state;
     ss = sa("127.0.0.1", 8080);
-    addr_format(SA(ss), buf, sizeof(buf));
+    net_addr_format(SA(ss), buf, sizeof(buf));
     assert_string_equal(buf, "127.0.0.1:8080");
     ss = sa("255.255.255.255", 65535);
-    addr_format(SA(ss), buf, sizeof(buf));
+    net_addr_format(SA(ss), buf, sizeof(buf));
     assert_string_equal(buf, "255.255.255.255:65535");
     ss = sa("0.0.0.0", 0);
-    addr_format(SA(ss), buf, sizeof(buf));
+    net_addr_format(SA(ss), buf, sizeof(buf));
     assert_string_equal(buf, "0.0.0.0:0");
     ss = sa("::1", 53);
-    addr_format(SA(ss), buf, sizeof(buf));
+    net_addr_format(SA(ss), buf, sizeof(buf));
     assert_string_equal(buf, "[::1]:53");
     ss = sa("2001:DB8:0:0:0:0:0:A", 443);
-    addr_format(SA(ss), buf, sizeof(buf));
+    net_addr_format(SA(ss), buf, sizeof(buf));
     assert_string_equal(buf, "[2001:db8::a]:443"); /* canonical form */
     ss = sa("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", 65535);
-    addr_format(SA(ss), buf, sizeof(buf));
+    net_addr_format(SA(ss), buf, sizeof(buf));
     assert_string_equal(buf, "[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff]:65535");
     ss = sa("::ffff:10.1.2.3", 80);
-    addr_format(SA(ss), buf, sizeof(buf));
+    net_addr_format(SA(ss), buf, sizeof(buf));
     assert_string_equal(buf, "[::ffff:10.1.2.3]:80");
 
     memset(&un, 0, sizeof(un));
     un.sun_family = AF_UNIX;
-    addr_format((const struct sockaddr *)&un, buf, sizeof(buf));
+    net_addr_format((const struct sockaddr *)&un, buf, sizeof(buf));
     assert_string_equal(buf, "unknown");
 
     /* A short buffer is cut and terminated, never overrun. */
     ss = sa("10.20.30.40", 8080);
-    addr_format(SA(ss), small, sizeof(small));
+    net_addr_format(SA(ss), small, sizeof(small));
     assert_string_equal(small, "10.20");
 }
 
@@ -678,31 +679,31 @@ test_addr_equal(void **state)
     (void)state;
     a = sa("10.0.0.1", 80);
     b = sa("10.0.0.1", 80);
-    assert_true(addr_equal(SA(a), SA(b)));
+    assert_true(net_addr_equal(SA(a), SA(b)));
     b = sa("10.0.0.1", 81);
-    assert_false(addr_equal(SA(a), SA(b)));
+    assert_false(net_addr_equal(SA(a), SA(b)));
     b = sa("10.0.0.2", 80);
-    assert_false(addr_equal(SA(a), SA(b)));
+    assert_false(net_addr_equal(SA(a), SA(b)));
     b = sa("::ffff:10.0.0.1", 80);
-    assert_false(addr_equal(SA(a), SA(b)));
-    assert_false(addr_equal(SA(b), SA(a)));
+    assert_false(net_addr_equal(SA(a), SA(b)));
+    assert_false(net_addr_equal(SA(b), SA(a)));
 
     a = sa("2001:db8::1", 443);
     b = sa("2001:db8:0::1", 443);
-    assert_true(addr_equal(SA(a), SA(b)));
+    assert_true(net_addr_equal(SA(a), SA(b)));
     b = sa("2001:db8::1", 444);
-    assert_false(addr_equal(SA(a), SA(b)));
+    assert_false(net_addr_equal(SA(a), SA(b)));
     b = sa("2001:db8::2", 443);
-    assert_false(addr_equal(SA(a), SA(b)));
+    assert_false(net_addr_equal(SA(a), SA(b)));
     /* Fields other than family, address and port do not matter. */
     b = sa("2001:db8::1", 443);
     ((struct sockaddr_in6 *)&b)->sin6_flowinfo = htonl(7);
-    assert_true(addr_equal(SA(a), SA(b)));
+    assert_true(net_addr_equal(SA(a), SA(b)));
 
     memset(&un1, 0, sizeof(un1));
     memset(&un2, 0, sizeof(un2));
     un1.sun_family = un2.sun_family = AF_UNIX;
-    assert_false(addr_equal((const struct sockaddr *)&un1,
+    assert_false(net_addr_equal((const struct sockaddr *)&un1,
                             (const struct sockaddr *)&un2));
 }
 

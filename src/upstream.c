@@ -1,0 +1,387 @@
+/*
+ * upstream: pick or wait, connect, reuse (see upstream.h).
+ */
+#include "upstream.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "health.h"
+#include "net.h"
+
+/* Idle keep-alive connections kept per member, and for how long. */
+#define IDLE_MAX_PER_MEMBER 512
+#define IDLE_TIMEOUT 5.0
+/* Recycled connection structs kept per loop. */
+#define SPARE_MAX 1024
+
+/* ---------------------------------------------------------------------- */
+/* Pick or wait                                                            */
+
+static void
+upstream_dns_woken(struct dns_cache_waiter *w, enum dns_cache_wake why,
+                   const struct dns_cache_entry *e)
+{
+    struct upstream_req *u = w->arg;
+
+    (void)why;
+    (void)e;
+    /* Pools were updated before waiters woke: the owner just picks again. */
+    if (u->waiting && u->woken != NULL)
+        u->woken(u->arg);
+}
+
+void
+upstream_req_init(struct upstream_req *u, struct backend *be,
+                  void (*woken)(void *arg), void *arg)
+{
+    memset(u, 0, sizeof(*u));
+    u->be = be;
+    u->woken = woken;
+    u->arg = arg;
+    dns_cache_waiter_init(&u->dnswait, upstream_dns_woken, u);
+}
+
+void
+upstream_req_cancel(struct upstream_req *u)
+{
+    dns_cache_cancel(&u->dnswait);
+    u->waiting = false;
+}
+
+void
+upstream_req_reset(struct upstream_req *u)
+{
+    assert(u->member == NULL);
+    upstream_req_cancel(u);
+    u->tried.n = 0;
+    u->attempts = 0;
+}
+
+/*
+ * The pool has no member to give: wait (bounded by timeout_connect from the
+ * first pick that found nothing) when a name has a resolution in flight or
+ * new members still wait for their first check.
+ */
+static bool
+upstream_wait(struct upstream_req *u, double now)
+{
+    if (!u->waiting)
+        u->wait_started = now;
+    if (!backend_wait_pool(u->be, &u->dnswait, u->wait_started, now,
+                           &u->retry_at)) {
+        upstream_req_cancel(u);
+        return false;
+    }
+    u->waiting = true;
+    return true;
+}
+
+enum upstream_pick
+upstream_pick(struct upstream_req *u, const struct balance_ctx *key,
+              double now)
+{
+    struct balance_ctx ctx = {0};
+    struct member *m;
+
+    assert(u->member == NULL);
+    if (u->attempts > u->be->cfg.retries) {
+        upstream_req_cancel(u);
+        return UPSTREAM_EXHAUSTED;
+    }
+    if (key != NULL)
+        ctx = *key;
+    ctx.tried = &u->tried;
+    ctx.now = now;
+    m = balance_pick(u->be->pool.balance, &ctx);
+    if (m == NULL) {
+        /* Only the first pick waits: a retry has seen members already. */
+        if (u->attempts == 0 && upstream_wait(u, now))
+            return UPSTREAM_WAIT;
+        upstream_req_cancel(u);
+        return UPSTREAM_NONE;
+    }
+    upstream_req_cancel(u);
+    /* Counts the lookup and lets an expired answer start its refresh. */
+    backend_dns_lookup(u->be, NULL);
+    u->member = m;
+    u->attempts++;
+    return UPSTREAM_PICKED;
+}
+
+void
+upstream_release(struct upstream_req *u, enum balance_outcome outcome,
+                 double now)
+{
+    struct member *m = u->member;
+
+    if (m == NULL)
+        return;
+    u->member = NULL;
+    /* The passive window may take the member out, which rebuilds the
+     * balancer: keep m alive across both steps. */
+    member_ref(m);
+    balance_release(u->be->pool.balance, m, outcome);
+    health_passive_outcome(m, outcome, now);
+    member_unref(m);
+}
+
+void
+upstream_failed(struct upstream_req *u, enum balance_outcome outcome,
+                double now)
+{
+    struct member *m = u->member;
+
+    if (m == NULL)
+        return;
+    m->stats.connect_errors++;
+    balance_tried_add(&u->tried, m);
+    upstream_release(u, outcome, now);
+}
+
+/* ---------------------------------------------------------------------- */
+/* Connect                                                                 */
+
+enum upstream_connect
+upstream_connect(const struct member *m, int *fd)
+{
+    int s, err;
+
+    *fd = -1;
+    s = socket(m->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
+               0);
+    if (s < 0)
+        return UPSTREAM_NO_SOCKET;
+    if (connect(s, (const struct sockaddr *)&m->addr, m->addrlen) == 0) {
+        *fd = s;
+        return UPSTREAM_CONNECTED;
+    }
+    if (errno == EINPROGRESS) {
+        *fd = s;
+        return UPSTREAM_CONNECTING;
+    }
+    err = errno;
+    net_close(s, false);
+    errno = err;
+    return UPSTREAM_REFUSED;
+}
+
+int
+upstream_connect_error(int fd)
+{
+    int err = 0;
+    socklen_t len = sizeof(err);
+
+    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0)
+        err = errno;
+    return err;
+}
+
+int
+upstream_probe_connect(const struct member *m, int *fd)
+{
+    switch (upstream_connect(m, fd)) {
+    case UPSTREAM_CONNECTED:
+        return 1;
+    case UPSTREAM_CONNECTING:
+        return 0;
+    default:
+        return -1;
+    }
+}
+
+/* ---------------------------------------------------------------------- */
+/* Idle keep-alive connections                                             */
+
+void
+upstream_idle_init(struct upstream_idle *ui, struct ev_loop *loop)
+{
+    memset(ui, 0, sizeof(*ui));
+    ui->loop = loop;
+    list_init(&ui->all);
+    list_init(&ui->spare);
+}
+
+/* Sets the events w waits for (none stops it), touching libev only when
+ * they change. */
+static void
+upstream_watch(struct ev_loop *loop, ev_io *w, int events)
+{
+    if (ev_is_active(w) && (w->events & (EV_READ | EV_WRITE)) == events)
+        return;
+    ev_io_stop(loop, w);
+    if (events != 0) {
+        ev_io_set(w, w->fd, events);
+        ev_io_start(loop, w);
+    }
+}
+
+struct upstream_conn *
+upstream_conn_new(struct upstream_idle *ui, struct member *m, int fd,
+                  void (*cb)(struct ev_loop *, ev_io *, int), void *owner)
+{
+    struct upstream_conn *uc;
+    struct list *l = list_first(&ui->spare);
+
+    if (l != NULL) {
+        list_del(l);
+        ui->nspare--;
+        uc = container_of(l, struct upstream_conn, glink);
+    } else if ((uc = malloc(sizeof(*uc))) == NULL) {
+        return NULL;
+    }
+    memset(uc, 0, sizeof(*uc));
+    uc->fd = fd;
+    uc->m = m;
+    uc->ui = ui;
+    uc->owner = owner;
+    list_init(&uc->mlink);
+    list_init(&uc->glink);
+    member_ref(m);
+    ev_io_init(&uc->io, cb, fd, EV_WRITE);
+    uc->io.data = uc;
+    ev_init(&uc->idle_timer, NULL);
+    uc->idle_timer.data = uc;
+    return uc;
+}
+
+static void
+upstream_idle_unlink(struct upstream_conn *uc)
+{
+    assert(uc->idle && uc->m->idle_n > 0);
+    list_del(&uc->mlink);
+    list_del(&uc->glink);
+    uc->idle = false;
+    uc->m->idle_n--;
+}
+
+void
+upstream_conn_close(struct upstream_conn *uc, bool reset)
+{
+    struct upstream_idle *ui = uc->ui;
+
+    if (uc->idle)
+        upstream_idle_unlink(uc);
+    ev_io_stop(ui->loop, &uc->io);
+    ev_timer_stop(ui->loop, &uc->idle_timer);
+    net_close(uc->fd, reset);
+    uc->fd = -1;
+    member_unref(uc->m);
+    uc->m = NULL;
+    if (ui->nspare < SPARE_MAX) {
+        list_add(&ui->spare, &uc->glink);
+        ui->nspare++;
+    } else {
+        free(uc);
+    }
+}
+
+static void
+upstream_idle_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    upstream_conn_close(w->data, false);
+}
+
+/* Readable while idle: the member closed it, or sent bytes nobody asked
+ * for. Either way it cannot carry another request. */
+static void
+upstream_idle_io_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    upstream_conn_close(w->data, true);
+}
+
+void
+upstream_idle_put(struct upstream_conn *uc)
+{
+    struct upstream_idle *ui = uc->ui;
+    struct member *m = uc->m;
+
+    uc->owner = NULL;
+    if (m->gone || m->idle_n >= IDLE_MAX_PER_MEMBER || ui->closing) {
+        upstream_conn_close(uc, false);
+        return;
+    }
+    uc->idle = true;
+    uc->reused = true;
+    list_add(&m->idle, &uc->mlink);
+    list_add(&ui->all, &uc->glink);
+    m->idle_n++;
+    uc->readable = false;
+    ev_set_cb(&uc->io, upstream_idle_io_cb);
+    upstream_watch(ui->loop, &uc->io, EV_READ);
+    ev_set_cb(&uc->idle_timer, upstream_idle_timer_cb);
+    ev_timer_set(&uc->idle_timer, IDLE_TIMEOUT, 0);
+    ev_timer_start(ui->loop, &uc->idle_timer);
+}
+
+struct upstream_conn *
+upstream_idle_take(struct upstream_idle *ui, struct member *m,
+                   void (*cb)(struct ev_loop *, ev_io *, int), void *owner)
+{
+    struct list *l;
+
+    while ((l = list_first(&m->idle)) != NULL) {
+        struct upstream_conn *uc = container_of(l, struct upstream_conn,
+                                                mlink);
+        if (m->gone) {
+            upstream_conn_close(uc, false);
+            continue;
+        }
+        upstream_idle_unlink(uc);
+        ev_timer_stop(ui->loop, &uc->idle_timer);
+        /* The watcher stays as it is: the owner sets its events next. */
+        ev_set_cb(&uc->io, cb);
+        uc->owner = owner;
+        return uc;
+    }
+    return NULL;
+}
+
+void
+upstream_idle_move(struct member *from, struct member *to)
+{
+    struct list *l;
+
+    /* Reload: the same address under a new member object keeps its warm
+     * keep-alive connections. */
+    list_for_each(l, &from->idle) {
+        struct upstream_conn *uc = container_of(l, struct upstream_conn,
+                                                mlink);
+        uc->m = to;
+        member_ref(to);
+        member_unref(from);
+    }
+    list_splice(&to->idle, &from->idle);
+    to->idle_n += from->idle_n;
+    from->idle_n = 0;
+}
+
+void
+upstream_idle_close_all(struct upstream_idle *ui)
+{
+    struct list *l;
+
+    while ((l = list_first(&ui->all)) != NULL)
+        upstream_conn_close(container_of(l, struct upstream_conn, glink),
+                            false);
+}
+
+void
+upstream_idle_deinit(struct upstream_idle *ui)
+{
+    struct list *l;
+
+    upstream_idle_close_all(ui);
+    while ((l = list_first(&ui->spare)) != NULL) {
+        list_del(l);
+        free(container_of(l, struct upstream_conn, glink));
+    }
+    ui->nspare = 0;
+}
