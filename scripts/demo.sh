@@ -17,7 +17,7 @@ cleanup() {
 }
 trap cleanup INT TERM EXIT
 for i in 1 2 3; do
-    /usr/bin/python3 tests/backend.py --name "backend-$i" --port "900$i" \
+    /usr/bin/python3 tests/lib/backend.py --name "backend-$i" --port "900$i" \
         --ready-file "$ready/$i" &
     pids="$pids $!"
 done

@@ -1,12 +1,20 @@
 #!/bin/sh
-# The whole test suite: installs dependencies, builds ferry twice (plain, and
-# with ASan+UBSan), checks that clang builds it warning-free, fuzzes the
-# parsers for a bounded time (FUZZ_SECONDS, default 60 per target), and runs
-# the unit tests and the integration tests against both builds.
+# The whole test suite: installs dependencies, checks the layering of src/
+# (scripts/check-layers.py), builds ferry twice (plain, and with
+# ASan+UBSan), checks that clang builds it warning-free, fuzzes the parsers
+# for a bounded time (FUZZ_SECONDS, default 60 per target), and runs the
+# unit tests and the integration tests against both builds.
 set -eu
 cd "$(dirname "$0")/.."
 scripts/deps.sh
 PY=/usr/bin/python3
+
+# Layering first: it takes a second and names the include or connect()
+# that breaks it, before minutes of building. The self-test shows each
+# rule still fires, so a broken check cannot pass silently.
+echo "== layers"
+$PY scripts/check-layers.py --self-test
+$PY scripts/check-layers.py
 
 run_suite() {
     dir=$1

@@ -2,6 +2,7 @@
 """DNS benchmark for ferry: cache hits, the full path through the loop
 (dns.c: cache + c-ares on libev) and glibc getaddrinfo, against one dnsmasq.
 
+    make -C build bench
     sudo /usr/bin/python3 tests/bench/bench_dns.py [--build build]
 
 Needs root: dnsmasq listens on port 53 of a loopback address, because glibc
@@ -175,9 +176,16 @@ def main():
         die("needs 2 CPUs for the pinning", 77)
     bench = os.path.join(a.build, "tests/bench/bench_dns")
     cache_bench = os.path.join(a.build, "tests/bench/bench_dns_cache")
+    # A plain `make` does not build the benchmarks (`make bench` does), so
+    # after a change to src/ they can be older than the library they
+    # measure: refuse to report figures of code that is gone.
+    lib = os.path.join(a.build, "libferry.a")
     for b in (bench, cache_bench):
         if not os.access(b, os.X_OK):
-            die(f"{b} not built (make in {a.build})")
+            die(f"{b} not built (make -C {a.build} bench)")
+        if os.path.exists(lib) and \
+                os.path.getmtime(b) < os.path.getmtime(lib):
+            die(f"{b} is older than {lib} (make -C {a.build} bench)")
 
     tmp = tempfile.mkdtemp(prefix="bench_dns.")
     hosts = os.path.join(tmp, "names.hosts")

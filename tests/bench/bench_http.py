@@ -4,7 +4,9 @@
 One run starts three nginx backends (64-byte body), then ferry, HAProxy and
 nginx as HTTP/1.1 reverse proxies in front of the same backends, each with
 a plain and a TLS listener, and interleaves rounds (ferry, haproxy, nginx,
-ferry, ...) of keep-alive load:
+ferry, ...) of keep-alive load. With --ferry-base PATH a second ferry,
+"ferry-base", runs from PATH with the same config in the same rounds, and
+the table compares ferry with it as well:
 
   wrk -t1 -cC -dS --latency URL     for C in 50, 200 and URL http:// or
                                      https:// (TLS terminated by the proxy)
@@ -33,12 +35,13 @@ import statistics
 import sys
 import urllib.request
 
-from benchlib import (BODY, BenchBase, BenchError, Children, CPU_LOAD,
-                      CPU_PROXY, add_common_args, check_cpus, check_tools,
-                      clean, finish, fmt_ratio, http_get, log, max_conns,
-                      parse_wrk, run_rounds, setup_process)
+from benchlib import (BODY, FERRY_BASE, BenchBase, BenchError, Children,
+                      CPU_LOAD, CPU_PROXY, add_common_args, check_cpus,
+                      check_tools, clean, ferry_binary, ferry_tools, finish,
+                      fmt_ratio, http_get, log, max_conns, parse_wrk,
+                      proxy_names, run_rounds, setup_process)
 
-PROXIES = ("ferry", "haproxy", "nginx")
+PEERS = ("haproxy", "nginx")
 SCHEMES = ("http", "https")
 
 # --------------------------------------------------------------------------
@@ -182,6 +185,7 @@ def tls_params(port, timeout=5.0):
 class Bench(BenchBase):
     def __init__(self, args, kids):
         BenchBase.__init__(self, args, kids)
+        self.names = proxy_names(args, PEERS)
         self.ports = {}  # name -> {"http": port, "https": port}
 
     def make_cert(self):
@@ -207,9 +211,12 @@ class Bench(BenchBase):
         bp = self.backend_ports
         a = self.args
         starts = {
-            "ferry": ([a.ferry, "-c", "{}"],
-                      lambda ps: ferry_conf(ps, bp, self.crt, self.key),
-                      [a.ferry, "-c", "{}", "-t"]),
+            name: ([ferry_binary(a, name), "-c", "{}"],
+                   lambda ps: ferry_conf(ps, bp, self.crt, self.key),
+                   [ferry_binary(a, name), "-c", "{}", "-t"])
+            for name in ("ferry", FERRY_BASE)
+        }
+        starts.update({
             "haproxy": ([a.haproxy, "-db", "-f", "{}"],
                         lambda ps: haproxy_conf(ps, bp, self.pem),
                         [a.haproxy, "-c", "-q", "-f", "{}"]),
@@ -219,8 +226,8 @@ class Bench(BenchBase):
                                                   self.crt, self.key),
                       [a.nginx, "-t", "-q", "-p", self.dir, "-c", "{}",
                        "-e", os.path.join(self.dir, "nginxp-error.log")]),
-        }
-        for name in PROXIES:
+        })
+        for name in self.names:
             run, conf, check = starts[name]
             ports = self.start_proxy(
                 name,
@@ -233,7 +240,7 @@ class Bench(BenchBase):
 
     def sanity(self):
         """Each proxy and scheme returns the body from all three backends."""
-        for name in PROXIES:
+        for name in self.names:
             for scheme in SCHEMES:
                 port = self.ports[name][scheme]
                 get = http_get if scheme == "http" else https_get
@@ -318,7 +325,7 @@ class Bench(BenchBase):
 
 
 def fmt_line(rnd, name, case, r):
-    s = "round %d %-7s %-5s c=%-3d %7.0f req/s  p50 %6.2f ms  p99 %6.2f ms" \
+    s = "round %d %-10s %-5s c=%-3d %7.0f req/s  p50 %6.2f ms  p99 %6.2f ms" \
         "  %5.1f us/req  core %3.0f%%  backend conns %4d  other %4.1f%%" \
         "  steal %4.1f%%" % (
             rnd, name, case[0], case[1], r["rate"], 1e3 * r["p50"],
@@ -330,7 +337,7 @@ def fmt_line(rnd, name, case, r):
     return s
 
 
-def summarize(results, cases):
+def summarize(results, cases, names):
     """Medians per case over the rounds where every proxy was clean.
 
     A case where some proxy has no clean round uses all rounds of every
@@ -340,17 +347,17 @@ def summarize(results, cases):
     """
     rows = []
     for case in cases:
-        noisy = any(not clean(results, n, case) for n in PROXIES)
+        noisy = any(not clean(results, n, case) for n in names)
         pick = (lambda r: True) if noisy else (lambda r: not r["flags"])
         med = {"noisy": noisy}
-        for name in PROXIES:
+        for name in names:
             rs = [r for r in results[name][case] if pick(r)]
             m = dict(n=len(rs), total=len(results[name][case]))
             for key in ("rate", "p50", "p99", "cpu_unit", "util",
                         "backend_conns"):
                 m[key] = statistics.median(r[key] for r in rs)
             med[name] = m
-        for other in ("haproxy", "nginx"):
+        for other in names[1:]:
             pairs = [(f, o) for f, o in zip(results["ferry"][case],
                                             results[other][case])
                      if pick(f) and pick(o)]
@@ -363,57 +370,61 @@ def summarize(results, cases):
     return rows
 
 
-def print_table(rows):
+RATIO_LABEL = {FERRY_BASE: "f/base", "haproxy": "f/hap", "nginx": "f/nginx"}
+
+
+def print_table(rows, names):
+    peers = names[1:]
     print()
-    print("ferry vs HAProxy vs nginx, HTTP/1.1 keep-alive, 64-byte body, "
-          "medians of clean rounds")
+    print("%s, HTTP/1.1 keep-alive, 64-byte body, medians of clean rounds"
+          % " vs ".join({"haproxy": "HAProxy"}.get(n, n) for n in names))
     print("(proxies pinned to CPU %d; wrk -t1 and the three nginx backends "
           "on CPU %d)" % (CPU_PROXY, CPU_LOAD))
-    hdr = "%-30s %9s %9s %9s %9s %8s %9s %8s" % (
-        "metric", "ferry", "haproxy", "nginx", "f/hap", "paired",
-        "f/nginx", "paired")
+    hdr = "%-30s " % "metric" + " ".join("%10s" % n for n in names) + \
+        "".join(" %9s %8s" % (RATIO_LABEL[o], "paired") for o in peers)
     print(hdr)
     print("-" * len(hdr))
     metrics = (
-        ("req/s", "rate", 1.0, "%9.0f"),
-        ("p50 latency, ms", "p50", 1e3, "%9.2f"),
-        ("p99 latency, ms", "p99", 1e3, "%9.2f"),
-        ("proxy CPU us/req", "cpu_unit", 1.0, "%9.1f"),
-        ("proxy core busy, %", "util", 100.0, "%9.0f"),
-        ("backend conns opened", "backend_conns", 1.0, "%9.0f"),
+        ("req/s", "rate", 1.0, "%10.0f"),
+        ("p50 latency, ms", "p50", 1e3, "%10.2f"),
+        ("p99 latency, ms", "p99", 1e3, "%10.2f"),
+        ("proxy CPU us/req", "cpu_unit", 1.0, "%10.1f"),
+        ("proxy core busy, %", "util", 100.0, "%10.0f"),
+        ("backend conns opened", "backend_conns", 1.0, "%10.0f"),
     )
     for (scheme, conns), med in rows:
         print("%s c=%d%s" % (scheme, conns,
                              "  (NOISY: no clean round for some proxy, "
                              "all rounds used)" if med["noisy"] else ""))
         for label, key, scale, fmt in metrics:
-            vals = [med[n][key] * scale for n in PROXIES]
-            cells = [fmt % v for v in vals]
-            ratios = ["", "", "", ""]
-            if key in ("rate", "p50", "p99", "cpu_unit"):
-                f = med["ferry"][key]
-                for i, other in enumerate(("haproxy", "nginx")):
-                    o = med[other][key]
-                    ratios[2 * i] = fmt_ratio(f / o if o else float("nan"))
+            cells = [fmt % (med[n][key] * scale) for n in names]
+            ratios = []
+            for other in peers:
+                r = p = ""
+                if key in ("rate", "p50", "p99", "cpu_unit"):
+                    f, o = med["ferry"][key], med[other][key]
+                    r = fmt_ratio(f / o if o else float("nan"))
                     pr = med.get(("paired", other, key))
                     if pr:
-                        ratios[2 * i + 1] = fmt_ratio(pr[0])
-            print("  %-28s %s %9s %8s %9s %8s" % (
-                label, " ".join(cells), ratios[0], ratios[1], ratios[2],
-                ratios[3]))
-        print("  %-28s %s %9s %8s %9s %8s" % (
+                        p = fmt_ratio(pr[0])
+                ratios.append(" %9s %8s" % (r, p))
+            print("  %-28s %s%s" % (label, " ".join(cells), "".join(ratios)))
+        print("  %-28s %s%s" % (
             "rounds used", " ".join(
-                "%9s" % ("%d/%d" % (med[n]["n"], med[n]["total"]))
-                for n in PROXIES),
-            "", med["paired", "haproxy", "rate"][1], "",
-            med["paired", "nginx", "rate"][1]))
+                "%10s" % ("%d/%d" % (med[n]["n"], med[n]["total"]))
+                for n in names),
+            "".join(" %9s %8s" % ("", med["paired", o, "rate"][1])
+                    for o in peers)))
     print()
-    print("f/hap, f/nginx: ferry's median over the peer's; paired: median of "
+    print("%s: ferry's median over the peer's; paired: median of "
           "per-round ratios\nover rounds where both were clean. req/s > "
           "1.00x: ferry faster; latency and\nCPU us/req < 1.00x: ferry "
           "better. rounds used: clean rounds / all (paired: pairs).\nbackend "
           "conns: new connections the three backends accepted during a "
-          "measurement.")
+          "measurement." % ", ".join(RATIO_LABEL[o] for o in peers))
+    if FERRY_BASE in names:
+        print("ferry-base: the same config run from --ferry-base; f/base "
+              "compares the two\nferry binaries.")
 
 
 def parse_args(argv):
@@ -460,8 +471,8 @@ def main(argv):
     bench = Bench(args, kids)
     try:
         check_cpus()
-        check_tools((args.ferry, args.haproxy, args.nginx, args.wrk,
-                     args.openssl))
+        check_tools(ferry_tools(args) + (args.haproxy, args.nginx, args.wrk,
+                                         args.openssl))
         os.sched_setaffinity(0, {CPU_LOAD})  # keep the script off CPU 1
         bench.make_dir()
         bench.make_cert()
@@ -473,14 +484,14 @@ def main(argv):
         # Warm-up (not counted): allocators, TLS, backend connections.
         if not args.quick:
             for case in cases:
-                for name in PROXIES:
+                for name in bench.names:
                     bench.measure(name, case[0], case[1], 1, quiet=False)
 
         results = run_rounds(
-            args.rounds, args.quick, PROXIES, cases,
+            args.rounds, args.quick, bench.names, cases,
             lambda name, case: bench.measure(name, case[0], case[1],
                                              args.seconds), fmt_line)
-        print_table(summarize(results, cases))
+        print_table(summarize(results, cases, bench.names), bench.names)
         return 0
     except BenchError as e:
         log("bench_http: error: %s" % e)

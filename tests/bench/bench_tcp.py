@@ -2,7 +2,10 @@
 """L4 benchmark: ferry (mode = tcp) against HAProxy (mode tcp) on one host.
 
 One run starts three nginx backends, ferry and HAProxy in front of the same
-backends, then interleaves rounds (ferry, haproxy, ferry, haproxy, ...) of:
+backends, then interleaves rounds (ferry, haproxy, ferry, haproxy, ...) of
+the two measurements below. With --ferry-base PATH a second ferry,
+"ferry-base", runs from PATH with the same config in the same rounds, and
+the table compares ferry with it as well.
 
   bulk   one long-lived connection carrying ~1 GiB (curl fetching /big
          several times over one keep-alive connection): MB/s, and the
@@ -27,10 +30,11 @@ import re
 import statistics
 import sys
 
-from benchlib import (BODY, BenchBase, BenchError, Children, CPU_LOAD,
-                      CPU_PROXY, add_common_args, check_cpus, check_tools,
-                      clean, finish, fmt_ratio, http_get, log, max_conns,
-                      parse_wrk, run_rounds, setup_process)
+from benchlib import (BODY, FERRY_BASE, BenchBase, BenchError, Children,
+                      CPU_LOAD, CPU_PROXY, add_common_args, check_cpus,
+                      check_tools, clean, ferry_binary, ferry_tools, finish,
+                      fmt_ratio, http_get, log, max_conns, parse_wrk,
+                      proxy_names, run_rounds, setup_process)
 
 # --------------------------------------------------------------------------
 # Configurations.
@@ -41,6 +45,12 @@ def ferry_conf(port, backends):
         "[global]",
         "max_connections = %d" % max_conns(),
         "log_level = warn",
+        "",
+        # The default stats listener has a fixed port: a second ferry
+        # (--ferry-base) could not bind it. It is idle during measurements,
+        # so turning it off changes no figure; bench_http.py does the same.
+        "[stats]",
+        "listen = off",
         "",
         "[frontend bench]",
         "listen = 127.0.0.1:%d" % port,
@@ -91,6 +101,10 @@ def haproxy_conf(port, backends, splice):
 
 
 class Bench(BenchBase):
+    def __init__(self, args, kids):
+        BenchBase.__init__(self, args, kids)
+        self.names = proxy_names(args, PEERS)
+
     def make_big(self):
         size = self.args.big_mib << 20
         chunk = bytes(range(256)) * 4096  # 1 MiB, not all zeros
@@ -101,11 +115,14 @@ class Bench(BenchBase):
 
     def start_proxies(self):
         bp = self.backend_ports
-        ferry = self.args.ferry
-        self.start_proxy(
-            "ferry", lambda path: [ferry, "-c", path],
-            lambda port: ferry_conf(port, bp),
-            lambda path: [ferry, "-c", path, "-t"])
+        for name in self.names:
+            if name not in ("ferry", FERRY_BASE):
+                continue
+            ferry = ferry_binary(self.args, name)
+            self.start_proxy(
+                name, lambda path, ferry=ferry: [ferry, "-c", path],
+                lambda port: ferry_conf(port, bp),
+                lambda path, ferry=ferry: [ferry, "-c", path, "-t"])
         hap = self.args.haproxy
         splice = self.args.haproxy_splice
         self.start_proxy(
@@ -188,8 +205,9 @@ class Bench(BenchBase):
 # --------------------------------------------------------------------------
 # Report.
 
-PROXIES = ("ferry", "haproxy")
+PEERS = ("haproxy",)
 KINDS = ("bulk", "conn")
+RATIO_LABEL = {FERRY_BASE: "f/base", "haproxy": "ferry/hap"}
 
 
 def fmt_line(rnd, name, kind, r):
@@ -197,7 +215,7 @@ def fmt_line(rnd, name, kind, r):
         s = "%8.1f MB/s  %6.3f s/GB" % (r["rate"], r["cpu_unit"])
     else:
         s = "%8.0f conn/s %6.1f us/conn" % (r["rate"], r["cpu_unit"])
-    s = "round %d %-7s %-4s %s  proxy core %3.0f%%  backend conns %d" \
+    s = "round %d %-10s %-4s %s  proxy core %3.0f%%  backend conns %d" \
         "  other %4.1f%%  steal %4.1f%%" % (
             rnd, name, kind, s, 100 * r["util"], r["backend_conns"],
             100 * r["other"] / r["wall"], 100 * r["steal"] / r["wall"])
@@ -206,11 +224,11 @@ def fmt_line(rnd, name, kind, r):
     return s
 
 
-def summarize(results, kinds):
+def summarize(results, kinds, names):
     rows = []
     for kind in kinds:
         med = {}
-        for name in PROXIES:
+        for name in names:
             rs = clean(results, name, kind)
             noisy = False
             if not rs:  # nothing clean: use all, but say so
@@ -223,57 +241,76 @@ def summarize(results, kinds):
                 n=len(rs), total=len(results[name][kind]), noisy=noisy)
         # Rounds where both measurements are clean give paired ratios,
         # which cancel the slow drifts of the machine between rounds.
-        pairs = [(f, h) for f, h in zip(results["ferry"][kind],
-                                         results["haproxy"][kind])
-                 if not f["flags"] and not h["flags"]]
-        med["paired"] = dict(
-            n=len(pairs),
-            rate=statistics.median(f["rate"] / h["rate"] for f, h in pairs)
-            if pairs else float("nan"),
-            cpu=statistics.median(f["cpu_unit"] / h["cpu_unit"]
-                                  for f, h in pairs)
-            if pairs else float("nan"))
+        for other in names[1:]:
+            pairs = [(f, h) for f, h in zip(results["ferry"][kind],
+                                             results[other][kind])
+                     if not f["flags"] and not h["flags"]]
+            med["paired", other] = dict(
+                n=len(pairs),
+                rate=statistics.median(f["rate"] / h["rate"]
+                                       for f, h in pairs)
+                if pairs else float("nan"),
+                cpu=statistics.median(f["cpu_unit"] / h["cpu_unit"]
+                                      for f, h in pairs)
+                if pairs else float("nan"))
         rows.append((kind, med))
     return rows
 
 
-def print_table(rows, args):
+def print_table(rows, args, names):
     units = {"bulk": ("MB/s", "CPU s/GB"), "conn": ("conn/s", "CPU us/conn")}
-    names = {"bulk": "bulk throughput (1 connection)",
-             "conn": "new connections (Connection: close, c=%d)"
-                     % args.connections}
+    kind_names = {"bulk": "bulk throughput (1 connection)",
+                  "conn": "new connections (Connection: close, c=%d)"
+                          % args.connections}
+    peers = names[1:]
     print()
-    print("ferry vs HAProxy, mode tcp, medians of clean rounds "
-          "(proxy pinned to CPU %d)" % CPU_PROXY)
-    hdr = "%-50s %12s %12s %10s %8s" % ("metric", "ferry", "haproxy",
-                                         "ferry/hap", "paired")
+    print("%s, mode tcp, medians of clean rounds (proxy pinned to CPU %d)"
+          % (" vs ".join({"haproxy": "HAProxy"}.get(n, n) for n in names),
+             CPU_PROXY))
+    hdr = "%-50s " % "metric" + " ".join("%12s" % n for n in names) + \
+        "".join(" %10s %8s" % (RATIO_LABEL[o], "paired") for o in peers)
     print(hdr)
     print("-" * len(hdr))
+
+    def ratios(key, f):
+        cells = []
+        for o in peers:
+            v = med[o][key]
+            cells.append(" %10s %8s" % (
+                fmt_ratio(f[key] / v if v else float("nan")),
+                fmt_ratio(med["paired", o][key])))
+        return "".join(cells)
+
     for kind, med in rows:
-        f, h = med["ferry"], med["haproxy"]
+        f = med["ferry"]
         ru, cu = units[kind]
-        ratio = f["rate"] / h["rate"] if h["rate"] else float("nan")
-        cratio = f["cpu"] / h["cpu"] if h["cpu"] else float("nan")
         nd = 1 if kind == "bulk" else 0
-        pr = med["paired"]
-        print("%-50s %12.*f %12.*f %10s %8s" % (
-            "%s, %s" % (names[kind], ru), nd, f["rate"], nd, h["rate"],
-            fmt_ratio(ratio), fmt_ratio(pr["rate"])))
-        print("%-50s %12.*f %12.*f %10s %8s" % (
-            "  proxy %s (lower is better)" % cu, 3 if kind == "bulk" else 1,
-            f["cpu"], 3 if kind == "bulk" else 1, h["cpu"], fmt_ratio(cratio),
-            fmt_ratio(pr["cpu"])))
-        print("%-50s %11.0f%% %11.0f%%" % ("  proxy core busy", 100 * f["util"],
-                                           100 * h["util"]))
-        print("%-50s %12s %12s %10s %8s" % (
+        cd = 3 if kind == "bulk" else 1
+        print("%-50s %s%s" % (
+            "%s, %s" % (kind_names[kind], ru),
+            " ".join("%12.*f" % (nd, med[n]["rate"]) for n in names),
+            ratios("rate", f)))
+        print("%-50s %s%s" % (
+            "  proxy %s (lower is better)" % cu,
+            " ".join("%12.*f" % (cd, med[n]["cpu"]) for n in names),
+            ratios("cpu", f)))
+        print("%-50s %s" % ("  proxy core busy", " ".join(
+            "%11.0f%%" % (100 * med[n]["util"]) for n in names)))
+        print("%-50s %s%s" % (
             "  clean rounds used (paired)",
-            "%d/%d%s" % (f["n"], f["total"], " NOISY" if f["noisy"] else ""),
-            "%d/%d%s" % (h["n"], h["total"], " NOISY" if h["noisy"] else ""),
-            "", "%d" % pr["n"]))
+            " ".join("%12s" % ("%d/%d%s" % (
+                med[n]["n"], med[n]["total"],
+                " NOISY" if med[n]["noisy"] else "")) for n in names),
+            "".join(" %10s %8s" % ("", "%d" % med["paired", o]["n"])
+                    for o in peers)))
     print()
-    print("ferry/hap: ratio of the medians; paired: median of per-round "
+    print("%s: ratio of the medians; paired: median of per-round "
           "ratios over rounds where\nboth were clean. For rates >1.00x means "
-          "ferry is faster; for CPU per unit <1.00x\nmeans ferry is cheaper.")
+          "ferry is faster; for CPU per unit <1.00x\nmeans ferry is cheaper."
+          % ", ".join(RATIO_LABEL[o] for o in peers))
+    if FERRY_BASE in names:
+        print("ferry-base: the same config run from --ferry-base; f/base "
+              "compares the two\nferry binaries.")
 
 
 def parse_args(argv):
@@ -314,7 +351,8 @@ def parse_args(argv):
 
 def check_machine(args):
     check_cpus()
-    check_tools((args.ferry, args.haproxy, args.nginx, args.wrk, args.curl))
+    check_tools(ferry_tools(args) + (args.haproxy, args.nginx, args.wrk,
+                                     args.curl))
 
 
 def main(argv):
@@ -334,7 +372,7 @@ def main(argv):
 
         # Warm-up (not counted): page cache, allocators, TCP state.
         if not args.quick:
-            for name in PROXIES:
+            for name in bench.names:
                 for kind in kinds:
                     saved = args.conn_seconds, args.bulk_transfers
                     args.conn_seconds, args.bulk_transfers = 1, 1
@@ -343,10 +381,10 @@ def main(argv):
                     finally:
                         args.conn_seconds, args.bulk_transfers = saved
 
-        results = run_rounds(args.rounds, args.quick, PROXIES, kinds,
+        results = run_rounds(args.rounds, args.quick, bench.names, kinds,
                              bench.measure, fmt_line)
-        rows = summarize(results, kinds)
-        print_table(rows, args)
+        rows = summarize(results, kinds, bench.names)
+        print_table(rows, args, bench.names)
         return 0
     except BenchError as e:
         log("bench_tcp: error: %s" % e)

@@ -500,11 +500,20 @@ def fmt_ratio(x):
     return "-" if x != x else "%.2fx" % x  # NaN: no data
 
 
+FERRY_BASE = "ferry-base"
+
+
 def add_common_args(ap, quiet_wait):
     """The options every proxy benchmark shares: binaries, noise limits,
     --keep. --quiet-wait defaults to quiet_wait seconds."""
     ap.add_argument("--ferry", default="./build/ferry",
                     help="ferry binary (default ./build/ferry)")
+    ap.add_argument("--ferry-base", metavar="PATH",
+                    help="a second ferry binary (say, a build of the commit "
+                         "before a change), run as '%s' with the same "
+                         "config in the same interleaved rounds; the table "
+                         "then gives ferry/%s ratios too"
+                         % (FERRY_BASE, FERRY_BASE))
     ap.add_argument("--haproxy", default="/usr/sbin/haproxy")
     ap.add_argument("--nginx", default="/usr/sbin/nginx")
     ap.add_argument("--wrk", default="/usr/bin/wrk")
@@ -520,6 +529,23 @@ def add_common_args(ap, quiet_wait):
                          "0: do not wait)" % quiet_wait)
     ap.add_argument("--keep", action="store_true",
                     help="keep the temp dir (configs, logs)")
+
+
+def proxy_names(args, peers):
+    """The proxies of a run in the order each round measures them: ferry,
+    ferry-base when --ferry-base is given, then the peers."""
+    base = (FERRY_BASE,) if args.ferry_base else ()
+    return ("ferry",) + base + tuple(peers)
+
+
+def ferry_binary(args, name):
+    """The binary of a ferry target ("ferry" or "ferry-base")."""
+    return args.ferry_base if name == FERRY_BASE else args.ferry
+
+
+def ferry_tools(args):
+    """The ferry binaries a run needs, for check_tools()."""
+    return (args.ferry,) + ((args.ferry_base,) if args.ferry_base else ())
 
 
 def clean(results, name, key):

@@ -15,7 +15,10 @@ import pytest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
-BACKEND = os.path.join(ROOT, "tests", "backend.py")
+# Helpers shared by the integration tests, the unit tests, the benchmarks
+# and scripts/demo.sh.
+LIB = os.path.join(ROOT, "tests", "lib")
+BACKEND = os.path.join(LIB, "backend.py")
 PYTHON = "/usr/bin/python3"
 
 
@@ -226,7 +229,7 @@ def run_ferry(*args, timeout=10):
 raise_nofile()
 
 
-DNSFAULT = os.path.join(HERE, "dnsfault.py")
+DNSFAULT = os.path.join(LIB, "dnsfault.py")
 
 
 class DnsFault(Proc):

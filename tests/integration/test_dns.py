@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from conftest import DnsFault, Proc, free_port, wait_for
+from conftest import BACKEND, DnsFault, Proc, free_port, wait_for
 from test_tcp import connect, read_line
 
 
@@ -54,11 +54,10 @@ def start_backends(tmp, procs, hosts):
     out = []
     for i, host in enumerate(hosts):
         ready = os.path.join(tmp, f"m{i}.port")
-        p = Proc(["/usr/bin/python3", os.path.join(
-            os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-            "backend.py"), "--name", host, "--mode", "tcp", "--host", host,
-            "--port", str(port), "--ready-file", ready],
-            os.path.join(tmp, f"m{i}.log"))
+        p = Proc(["/usr/bin/python3", BACKEND, "--name", host, "--mode",
+                  "tcp", "--host", host, "--port", str(port),
+                  "--ready-file", ready],
+                 os.path.join(tmp, f"m{i}.log"))
         procs.append(p)
         wait_for(lambda: os.path.exists(ready) or not p.alive(), 10,
                  what=f"backend on {host}")

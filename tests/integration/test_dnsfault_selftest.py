@@ -1,4 +1,4 @@
-"""Self-test of dnsfault.py: answers, faults, counters, large answers.
+"""Self-test of tests/lib/dnsfault.py: answers, faults, counters, large answers.
 
 Run with Debian's interpreter:
     /usr/bin/python3 -m pytest tests/integration/test_dnsfault_selftest.py
@@ -15,7 +15,7 @@ import time
 import pytest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-DNSFAULT = os.path.join(HERE, "dnsfault.py")
+DNSFAULT = os.path.join(os.path.dirname(HERE), "lib", "dnsfault.py")
 PYTHON = "/usr/bin/python3"
 
 

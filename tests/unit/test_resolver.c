@@ -1,6 +1,6 @@
 /*
  * test_resolver: resolver.c on a real libev loop against dnsfault.py
- * (tests/integration/dnsfault.py, started by the test on 127.0.0.1 with
+ * (tests/lib/dnsfault.py, started by the test on 127.0.0.1 with
  * random ports). Every wait runs the loop against a deadline.
  */
 #include <arpa/inet.h>
