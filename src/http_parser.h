@@ -239,6 +239,17 @@ http_span_ptr(const char *buf, struct http_span s)
 }
 
 /*
+ * Reason phrase for a status code, for status lines and error bodies: the
+ * RFC 9110 phrase (RFC 6585 for 428, 429, 431, 511) of every registered
+ * code up to 511. An unknown code in 100-599 gets the name of its class
+ * (RFC 9110 15: "Informational", "Successful", "Redirection", "Client
+ * Error", "Server Error"), since a client treats it as that class; any
+ * other number gets "Unknown". Never NULL or empty, no CR/LF: always safe
+ * to print after "HTTP/1.1 %u ".
+ */
+const char *http_status_text(unsigned status);
+
+/*
  * Chunked body framing (RFC 9112 7.1), read-only: it tells where the body
  * ends and how many bytes are data, never rewrites anything. chunk-size is
  * 1 to 16 hex digits (no sign, no "0x", no leading whitespace; whitespace
