@@ -380,36 +380,16 @@ conn_write(struct stats_conn *c)
     conn_linger(c);
 }
 
-static const char *
-status_text(int status)
-{
-    switch (status) {
-    case 200:
-        return "OK";
-    case 400:
-        return "Bad Request";
-    case 401:
-        return "Unauthorized";
-    case 404:
-        return "Not Found";
-    case 405:
-        return "Method Not Allowed";
-    case 431:
-        return "Request Header Fields Too Large";
-    default:
-        return "Internal Server Error";
-    }
-}
-
 static void
-conn_respond(struct stats_conn *c, int status, const char *ctype, bool head)
+conn_respond(struct stats_conn *c, unsigned status, const char *ctype,
+             bool head)
 {
     const char *extra = "";
     int n;
 
     if (status != 200) {
         strbuf_reset(&c->body);
-        strbuf_printf(&c->body, "%d %s\n", status, status_text(status));
+        strbuf_printf(&c->body, "%u %s\n", status, http_status_text(status));
         ctype = STATS_CONTENT_TYPE_TEXT;
     }
     if (strbuf_failed(&c->body)) {
@@ -423,13 +403,13 @@ conn_respond(struct stats_conn *c, int status, const char *ctype, bool head)
     else if (status == 405)
         extra = "Allow: GET, HEAD\r\n";
     n = snprintf(c->hdr, sizeof(c->hdr),
-                 "HTTP/1.1 %d %s\r\n"
+                 "HTTP/1.1 %u %s\r\n"
                  "Content-Type: %s\r\n"
                  "Content-Length: %zu\r\n"
                  "Cache-Control: no-store\r\n"
                  "Connection: close\r\n"
                  "%s\r\n",
-                 status, status_text(status), ctype, c->body.len, extra);
+                 status, http_status_text(status), ctype, c->body.len, extra);
     if (n < 0 || (size_t)n >= sizeof(c->hdr)) {
         /* Only a content type longer than any real one gets here. */
         log_error("stats: answer header too long");
