@@ -53,12 +53,6 @@ static const uint8_t cls[256] = {
 
 #define IS(c, k) (cls[(unsigned char)(c)] & (k))
 
-bool
-http_is_tchar(unsigned char c)
-{
-    return IS(c, C_TCHAR);
-}
-
 static inline unsigned char
 lower(unsigned char c)
 {

@@ -225,9 +225,6 @@ void http_conn_iter_init(struct http_conn_iter *it);
 bool http_conn_iter_next(struct http_conn_iter *it, const struct http_msg *m,
                          const char *buf, struct http_span *tok);
 
-/* RFC 9110 tchar: a byte allowed in methods and field names. */
-bool http_is_tchar(unsigned char c);
-
 /* True if the span names a (case-insensitively) equal string. */
 bool http_span_equals(const char *buf, struct http_span s, const char *str,
                       size_t len);
