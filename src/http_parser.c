@@ -53,12 +53,6 @@ static const uint8_t cls[256] = {
 
 #define IS(c, k) (cls[(unsigned char)(c)] & (k))
 
-bool
-http_is_tchar(unsigned char c)
-{
-    return IS(c, C_TCHAR);
-}
-
 static inline unsigned char
 lower(unsigned char c)
 {
@@ -754,6 +748,91 @@ http_conn_iter_next(struct http_conn_iter *it, const struct http_msg *m,
         it->header = k;
         it->pos = 0;
     }
+}
+
+/* ---- status texts ---------------------------------------------------- */
+
+struct status_text {
+    uint16_t status;                    /* code */
+    const char *text;                   /* its reason phrase */
+};
+
+/* Sorted by code for the binary search. */
+static const struct status_text status_texts[] = {
+    {100, "Continue"},
+    {101, "Switching Protocols"},
+    {200, "OK"},
+    {201, "Created"},
+    {202, "Accepted"},
+    {203, "Non-Authoritative Information"},
+    {204, "No Content"},
+    {205, "Reset Content"},
+    {206, "Partial Content"},
+    {300, "Multiple Choices"},
+    {301, "Moved Permanently"},
+    {302, "Found"},
+    {303, "See Other"},
+    {304, "Not Modified"},
+    {305, "Use Proxy"},
+    {307, "Temporary Redirect"},
+    {308, "Permanent Redirect"},
+    {400, "Bad Request"},
+    {401, "Unauthorized"},
+    {402, "Payment Required"},
+    {403, "Forbidden"},
+    {404, "Not Found"},
+    {405, "Method Not Allowed"},
+    {406, "Not Acceptable"},
+    {407, "Proxy Authentication Required"},
+    {408, "Request Timeout"},
+    {409, "Conflict"},
+    {410, "Gone"},
+    {411, "Length Required"},
+    {412, "Precondition Failed"},
+    {413, "Content Too Large"},
+    {414, "URI Too Long"},
+    {415, "Unsupported Media Type"},
+    {416, "Range Not Satisfiable"},
+    {417, "Expectation Failed"},
+    {421, "Misdirected Request"},
+    {422, "Unprocessable Content"},
+    {426, "Upgrade Required"},
+    {428, "Precondition Required"},
+    {429, "Too Many Requests"},
+    {431, "Request Header Fields Too Large"},
+    {500, "Internal Server Error"},
+    {501, "Not Implemented"},
+    {502, "Bad Gateway"},
+    {503, "Service Unavailable"},
+    {504, "Gateway Timeout"},
+    {505, "HTTP Version Not Supported"},
+    {511, "Network Authentication Required"},
+};
+
+/* RFC 9110 15: a client treats an unknown code like its class. */
+static const char *const status_classes[] = {
+    "Informational", "Successful", "Redirection", "Client Error",
+    "Server Error",
+};
+
+const char *
+http_status_text(unsigned status)
+{
+    size_t lo = 0, hi = sizeof(status_texts) / sizeof(status_texts[0]);
+
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+
+        if (status_texts[mid].status == status)
+            return status_texts[mid].text;
+        if (status_texts[mid].status < status)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    if (status >= 100 && status <= 599)
+        return status_classes[status / 100 - 1];
+    return "Unknown";
 }
 
 /* ---- chunked body ---------------------------------------------------- */

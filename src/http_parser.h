@@ -225,9 +225,6 @@ void http_conn_iter_init(struct http_conn_iter *it);
 bool http_conn_iter_next(struct http_conn_iter *it, const struct http_msg *m,
                          const char *buf, struct http_span *tok);
 
-/* RFC 9110 tchar: a byte allowed in methods and field names. */
-bool http_is_tchar(unsigned char c);
-
 /* True if the span names a (case-insensitively) equal string. */
 bool http_span_equals(const char *buf, struct http_span s, const char *str,
                       size_t len);
@@ -237,6 +234,17 @@ http_span_ptr(const char *buf, struct http_span s)
 {
     return buf + s.off;
 }
+
+/*
+ * Reason phrase for a status code, for status lines and error bodies: the
+ * RFC 9110 phrase (RFC 6585 for 428, 429, 431, 511) of every registered
+ * code up to 511. An unknown code in 100-599 gets the name of its class
+ * (RFC 9110 15: "Informational", "Successful", "Redirection", "Client
+ * Error", "Server Error"), since a client treats it as that class; any
+ * other number gets "Unknown". Never NULL or empty, no CR/LF: always safe
+ * to print after "HTTP/1.1 %u ".
+ */
+const char *http_status_text(unsigned status);
 
 /*
  * Chunked body framing (RFC 9112 7.1), read-only: it tells where the body

@@ -48,6 +48,7 @@ struct stats_conn {
     enum conn_state state;              /* phase */
     ev_io io;                           /* read or write readiness */
     ev_timer timer;                     /* deadline of the phase */
+    struct http_msg msg;                /* request head, parsed as it comes */
     size_t head_len;                    /* bytes in head */
     size_t hdr_len;                     /* bytes in hdr */
     size_t body_send;                   /* body bytes to send (0 for HEAD) */
@@ -82,137 +83,46 @@ struct stats_server {
     size_t nspare;                      /* spare buffers available */
 };
 
-/* ---- head parsing (pure) ---- */
+/* ---- request (pure) ---- */
 
-/* Position just past the empty line ending the head, scanning from `from`. */
-static size_t
-head_end(const char *buf, size_t len, size_t from)
+int
+stats_server_request(const struct http_msg *m, const char *buf,
+                     struct stats_request *req)
 {
-    size_t i;
+    int auth;
 
-    for (i = from; i < len; i++) {
-        if (buf[i] != '\n')
-            continue;
-        if (i + 1 < len && buf[i + 1] == '\n')
-            return i + 2;
-        if (i + 2 < len && buf[i + 1] == '\r' && buf[i + 2] == '\n')
-            return i + 3;
-    }
-    return 0;
-}
-
-size_t
-stats_server_head_len(const char *buf, size_t len)
-{
-    return head_end(buf, len, 0);
-}
-
-/* Next line of buf[*pos..len) without its CRLF or LF; -1 if none. */
-static int
-next_line(const char *buf, size_t len, size_t *pos, const char **line,
-          size_t *line_len)
-{
-    const char *start = buf + *pos;
-    const char *nl = memchr(start, '\n', len - *pos);
-    size_t n;
-
-    if (nl == NULL)
-        return -1;
-    n = (size_t)(nl - start);
-    *pos += n + 1;
-    if (n > 0 && start[n - 1] == '\r')
-        n--;
-    *line = start;
-    *line_len = n;
-    return 0;
-}
-
-static int
-parse_request_line(const char *l, size_t n, struct stats_request *req)
-{
-    size_t i = 0, m, t;
-
-    while (i < n && http_is_tchar((unsigned char)l[i]))
-        i++;
-    m = i;
-    if (m == 0 || i >= n || l[i] != ' ')
-        return -1;
-    if (m == 3 && memcmp(l, "GET", 3) == 0)
+    memset(req, 0, sizeof(*req));
+    if (m->method == HTTP_M_GET)
         req->method = STATS_METHOD_GET;
-    else if (m == 4 && memcmp(l, "HEAD", 4) == 0)
+    else if (m->method == HTTP_M_HEAD)
         req->method = STATS_METHOD_HEAD;
     else
         req->method = STATS_METHOD_OTHER;
-    t = ++i;
-    while (i < n && (unsigned char)l[i] > ' ' && l[i] != 0x7f)
-        i++;
-    if (i == t || l[t] != '/' || i >= n || l[i] != ' ')
-        return -1;
-    req->path = l + t;
-    req->path_len = i - t;
-    for (m = 0; m < req->path_len; m++) {
-        if (req->path[m] == '?' || req->path[m] == '#') {
-            req->path_len = m;
-            break;
+    /* Authority- and asterisk-form come only with CONNECT and OPTIONS,
+     * which get 405 before any route is looked up. */
+    req->path = "";
+    if (m->form == HTTP_TARGET_ORIGIN || m->form == HTTP_TARGET_ABSOLUTE) {
+        const char *p = http_span_ptr(buf, m->path);
+        const char *q = memchr(p, '?', m->path.len);
+
+        req->path = p;
+        req->path_len = q != NULL ? (size_t)(q - p) : m->path.len;
+        /* A server must accept absolute-form (RFC 9112 3.2.2); without a
+         * path it means "/" (RFC 9110 4.2.3). */
+        if (req->path_len == 0) {
+            req->path = "/";
+            req->path_len = 1;
         }
     }
-    i++;
-    if (n - i != 8 || memcmp(l + i, "HTTP/1.", 7) != 0 || l[i + 7] < '0' ||
-        l[i + 7] > '9')
-        return -1;
-    return 0;
-}
-
-static int
-parse_header(const char *l, size_t n, struct stats_request *req)
-{
-    size_t i = 0, v, e;
-
-    while (i < n && http_is_tchar((unsigned char)l[i]))
-        i++;
-    /* Also rejects obsolete folding: a line starting with SP or HT. */
-    if (i == 0 || i >= n || l[i] != ':')
-        return -1;
-    for (v = i + 1; v < n; v++) {
-        unsigned char c = (unsigned char)l[v];
-
-        if ((c < ' ' && c != '\t') || c == 0x7f)
+    auth = http_msg_find(m, buf, "authorization", 13, 0);
+    if (auth >= 0) {
+        /* Two credentials: refuse rather than guess which one counts. */
+        if (http_msg_find(m, buf, "authorization", 13, auth + 1) >= 0)
             return -1;
-    }
-    v = i + 1;
-    while (v < n && (l[v] == ' ' || l[v] == '\t'))
-        v++;
-    e = n;
-    while (e > v && (l[e - 1] == ' ' || l[e - 1] == '\t'))
-        e--;
-    if (i == 13 && strncasecmp(l, "authorization", 13) == 0) {
-        if (req->auth != NULL)
-            return -1;
-        req->auth = l + v;
-        req->auth_len = e - v;
+        req->auth = http_span_ptr(buf, m->headers[auth].value);
+        req->auth_len = m->headers[auth].value.len;
     }
     return 0;
-}
-
-int
-stats_server_parse_head(const char *buf, size_t len,
-                        struct stats_request *req)
-{
-    const char *line;
-    size_t pos = 0, n;
-
-    memset(req, 0, sizeof(*req));
-    if (next_line(buf, len, &pos, &line, &n) != 0 ||
-        parse_request_line(line, n, req) != 0)
-        return -1;
-    for (;;) {
-        if (next_line(buf, len, &pos, &line, &n) != 0)
-            return -1;
-        if (n == 0)
-            return 0;
-        if (parse_header(line, n, req) != 0)
-            return -1;
-    }
 }
 
 /* ---- token ---- */
@@ -380,36 +290,16 @@ conn_write(struct stats_conn *c)
     conn_linger(c);
 }
 
-static const char *
-status_text(int status)
-{
-    switch (status) {
-    case 200:
-        return "OK";
-    case 400:
-        return "Bad Request";
-    case 401:
-        return "Unauthorized";
-    case 404:
-        return "Not Found";
-    case 405:
-        return "Method Not Allowed";
-    case 431:
-        return "Request Header Fields Too Large";
-    default:
-        return "Internal Server Error";
-    }
-}
-
 static void
-conn_respond(struct stats_conn *c, int status, const char *ctype, bool head)
+conn_respond(struct stats_conn *c, unsigned status, const char *ctype,
+             bool head)
 {
     const char *extra = "";
     int n;
 
     if (status != 200) {
         strbuf_reset(&c->body);
-        strbuf_printf(&c->body, "%d %s\n", status, status_text(status));
+        strbuf_printf(&c->body, "%u %s\n", status, http_status_text(status));
         ctype = STATS_CONTENT_TYPE_TEXT;
     }
     if (strbuf_failed(&c->body)) {
@@ -423,13 +313,13 @@ conn_respond(struct stats_conn *c, int status, const char *ctype, bool head)
     else if (status == 405)
         extra = "Allow: GET, HEAD\r\n";
     n = snprintf(c->hdr, sizeof(c->hdr),
-                 "HTTP/1.1 %d %s\r\n"
+                 "HTTP/1.1 %u %s\r\n"
                  "Content-Type: %s\r\n"
                  "Content-Length: %zu\r\n"
                  "Cache-Control: no-store\r\n"
                  "Connection: close\r\n"
                  "%s\r\n",
-                 status, status_text(status), ctype, c->body.len, extra);
+                 status, http_status_text(status), ctype, c->body.len, extra);
     if (n < 0 || (size_t)n >= sizeof(c->hdr)) {
         /* Only a content type longer than any real one gets here. */
         log_error("stats: answer header too long");
@@ -457,7 +347,7 @@ route_find(const struct stats_server *srv, const char *path, size_t n)
 }
 
 static void
-conn_dispatch(struct stats_conn *c, size_t len)
+conn_dispatch(struct stats_conn *c)
 {
     struct stats_server *srv = c->srv;
     const struct stats_route *r;
@@ -465,7 +355,7 @@ conn_dispatch(struct stats_conn *c, size_t len)
     const char *ctype = NULL;
     bool head;
 
-    if (stats_server_parse_head(c->head, len, &req) != 0) {
+    if (stats_server_request(&c->msg, c->head, &req) != 0) {
         conn_respond(c, 400, NULL, false);
         return;
     }
@@ -497,14 +387,11 @@ static void
 conn_read(struct stats_conn *c)
 {
     for (;;) {
-        size_t room = sizeof(c->head) - c->head_len, end, from;
-        ssize_t n;
+        /* Never full here: http_parse answers 431 (ERROR) once head_len
+         * reaches the buffer size, so there is always room. */
+        ssize_t n = recv(c->fd, c->head + c->head_len,
+                         sizeof(c->head) - c->head_len, 0);
 
-        if (room == 0) {
-            conn_respond(c, 431, NULL, false);
-            return;
-        }
-        n = recv(c->fd, c->head + c->head_len, room, 0);
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
@@ -513,13 +400,20 @@ conn_read(struct stats_conn *c)
             conn_close(c);
             return;
         }
-        /* The end marker may straddle the previous read. */
-        from = c->head_len > 3 ? c->head_len - 3 : 0;
+        /* The parser resumes where it stopped: no byte is scanned
+         * twice however the head is split into reads. */
         c->head_len += (size_t)n;
-        end = head_end(c->head, c->head_len, from);
-        if (end > 0) {
-            conn_dispatch(c, end);
+        switch (http_parse(&c->msg, c->head, c->head_len)) {
+        case HTTP_PARSE_DONE:
+            conn_dispatch(c);
             return;
+        case HTTP_PARSE_ERROR:
+            log_debug("stats: request refused (%u): %s",
+                      (unsigned)c->msg.error, c->msg.error_reason);
+            conn_respond(c, c->msg.error, NULL, false);
+            return;
+        case HTTP_PARSE_AGAIN:
+            break;
         }
     }
 }
@@ -578,6 +472,7 @@ accept_one(struct stats_server *srv, int fd)
     c->srv = srv;
     c->fd = fd;
     c->state = CONN_READ;
+    http_request_init(&c->msg, sizeof(c->head));
     c->head_len = 0;
     c->hdr_len = 0;
     c->body_send = 0;

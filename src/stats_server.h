@@ -2,21 +2,28 @@
  * stats_server: the small HTTP/1.1 server behind the [stats] listener.
  *
  * One request per connection (every answer carries Connection: close).
- * The server only parses the request line and the Authorization header;
- * the bodies come from route callbacks registered by the caller:
+ * The request head goes through http_parser, the proxy's parser, as it
+ * arrives, so the stats listener refuses every head an HTTP frontend
+ * refuses, with the same status; of the fields only Authorization is used.
+ * The bodies come from route callbacks registered by the caller:
  *
- *   accept ─► READ head (<= 8 KiB, deadline) ─► parse ─► 400/401/405/404
- *                                                │        or route render
+ *   accept ─► READ head (<= 8 KiB, deadline) ─► http_parse ─► 400/431/401/
+ *                                                │   405/404 or route render
  *                                                ▼
  *            close ◄─ LINGER (drain, bounded) ◄─ WRITE (non-blocking,
  *                                                       deadline)
  *
- * Checks, in order: malformed head -> 400, head over the limit -> 431,
- * token configured and `Authorization: Bearer TOKEN` missing or wrong ->
- * 401 (before anything else, so an unauthenticated client learns nothing
- * about paths), method not GET/HEAD -> 405, unknown path (query string
- * ignored) -> 404, render failure -> 500, else 200. HEAD gets the headers
- * of the GET answer without the body.
+ * Checks, in order: a head http_parser refuses -> its status, 400 when
+ * malformed (see http_parser.h: CRLF line ends, no fragment in the target,
+ * HTTP/1.0 or 1.1 only, Host required in HTTP/1.1, ...), 431 when over the
+ * limit or with more than HTTP_MAX_HEADERS fields; more than one
+ * Authorization field -> 400; token configured and `Authorization: Bearer
+ * TOKEN` missing or wrong -> 401 (before anything else, so an
+ * unauthenticated client learns nothing about paths), method not GET/HEAD
+ * -> 405, unknown path (query string ignored; an absolute-form target
+ * counts by its path) -> 404, render failure -> 500, else 200. HEAD gets
+ * the headers of the GET answer without the body. Status lines and error
+ * bodies use http_status_text().
  *
  * Resource bounds: each phase (reading the head, writing the answer) has an
  * absolute deadline (default 10 s) that progress does not extend, so a slow
@@ -98,7 +105,9 @@ void stats_server_set_max_conns(struct stats_server *srv, unsigned max);
 /* Connections open now. */
 unsigned stats_server_conns(const struct stats_server *srv);
 
-/* ---- pure parts, exposed for the unit tests ---- */
+/* ---- pure part, exposed for the unit tests ---- */
+
+struct http_msg;
 
 enum stats_method {
     STATS_METHOD_OTHER,                 /* anything else: 405 */
@@ -109,7 +118,9 @@ enum stats_method {
 struct stats_request {
     enum stats_method method;           /* parsed method */
     const char *path;                   /* into the head buffer, not NUL-
-                                           terminated; query excluded */
+                                           terminated; query excluded; "/"
+                                           for "http://host"; "" for
+                                           authority- or asterisk-form */
     size_t path_len;                    /* bytes of path */
     const char *auth;                   /* Authorization value, trimmed, or
                                            NULL when absent */
@@ -117,18 +128,11 @@ struct stats_request {
 };
 
 /*
- * Parses a complete head buf[0..len) (ending with an empty line; CRLF or
- * bare LF line ends). Returns 0, or -1 if malformed: bad request line,
- * version not HTTP/1.x, target not starting with '/', header line without
- * a colon or with a bad name, obsolete line folding, control characters,
- * or more than one Authorization header.
+ * What the server uses of a request head that http_parse() accepted
+ * (HTTP_PARSE_DONE) from buf; req points into buf. Returns 0, or -1 (a
+ * 400) if the head carries more than one Authorization field.
  */
-int stats_server_parse_head(const char *buf, size_t len,
-                            struct stats_request *req);
-/*
- * Length of the head at the start of buf[0..len) including its final empty
- * line, or 0 if no complete head is there yet.
- */
-size_t stats_server_head_len(const char *buf, size_t len);
+int stats_server_request(const struct http_msg *m, const char *buf,
+                         struct stats_request *req);
 
 #endif

@@ -1,8 +1,8 @@
 /*
  * Unit tests for http_parser: a table of valid and invalid heads (every
  * smuggling vector the parser must refuse), every split point of the table
- * entries, response framing, connection options, and the chunked decoder
- * fed at every split point.
+ * entries, response framing, connection options, the chunked decoder fed
+ * at every split point, and the status texts.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -783,6 +783,103 @@ test_chunked_limits(void **state)
     assert_int_equal(c.framing, 8 + 7);
 }
 
+/* Every registered code has its RFC phrase; the rest a class or Unknown. */
+static void
+test_status_text(void **state)
+{
+    static const struct {
+        unsigned status;
+        const char *text;
+    } want[] = {
+        {100, "Continue"},
+        {101, "Switching Protocols"},
+        {200, "OK"},
+        {201, "Created"},
+        {202, "Accepted"},
+        {203, "Non-Authoritative Information"},
+        {204, "No Content"},
+        {205, "Reset Content"},
+        {206, "Partial Content"},
+        {300, "Multiple Choices"},
+        {301, "Moved Permanently"},
+        {302, "Found"},
+        {303, "See Other"},
+        {304, "Not Modified"},
+        {305, "Use Proxy"},
+        {307, "Temporary Redirect"},
+        {308, "Permanent Redirect"},
+        {400, "Bad Request"},
+        {401, "Unauthorized"},
+        {402, "Payment Required"},
+        {403, "Forbidden"},
+        {404, "Not Found"},
+        {405, "Method Not Allowed"},
+        {406, "Not Acceptable"},
+        {407, "Proxy Authentication Required"},
+        {408, "Request Timeout"},
+        {409, "Conflict"},
+        {410, "Gone"},
+        {411, "Length Required"},
+        {412, "Precondition Failed"},
+        {413, "Content Too Large"},
+        {414, "URI Too Long"},
+        {415, "Unsupported Media Type"},
+        {416, "Range Not Satisfiable"},
+        {417, "Expectation Failed"},
+        {421, "Misdirected Request"},
+        {422, "Unprocessable Content"},
+        {426, "Upgrade Required"},
+        {428, "Precondition Required"},
+        {429, "Too Many Requests"},
+        {431, "Request Header Fields Too Large"},
+        {500, "Internal Server Error"},
+        {501, "Not Implemented"},
+        {502, "Bad Gateway"},
+        {503, "Service Unavailable"},
+        {504, "Gateway Timeout"},
+        {505, "HTTP Version Not Supported"},
+        {511, "Network Authentication Required"},
+        /* unassigned or unregistered: the class (RFC 9110 15) */
+        {102, "Informational"},
+        {199, "Informational"},
+        {207, "Successful"},
+        {299, "Successful"},
+        {306, "Redirection"},
+        {418, "Client Error"},
+        {451, "Client Error"},
+        {499, "Client Error"},
+        {506, "Server Error"},
+        {599, "Server Error"},
+        /* not a status code at all */
+        {0, "Unknown"},
+        {1, "Unknown"},
+        {99, "Unknown"},
+        {600, "Unknown"},
+        {1000, "Unknown"},
+        {65536 + 200, "Unknown"},
+        {~0u, "Unknown"},
+    };
+    (void)state;
+
+    for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+        const char *got = http_status_text(want[i].status);
+        if (got == NULL || strcmp(got, want[i].text) != 0) {
+            print_error("status %u: \"%s\", want \"%s\"\n", want[i].status,
+                        got ? got : "(null)", want[i].text);
+            fail();
+        }
+    }
+    /* Whatever the code, the text fits a status line (RFC 9112 4). */
+    for (unsigned st = 0; st < 1100; st++) {
+        const char *t = http_status_text(st);
+        assert_non_null(t);
+        assert_true(t[0] != '\0');
+        for (size_t k = 0; t[k] != '\0'; k++)
+            assert_true(t[k] == ' ' || t[k] == '\t' ||
+                        (t[k] > 0x20 && t[k] < 0x7f));
+    }
+}
+
 int
 main(void)
 {
@@ -795,6 +892,7 @@ main(void)
         cmocka_unit_test(test_reset_pipeline),
         cmocka_unit_test(test_chunked_table),
         cmocka_unit_test(test_chunked_limits),
+        cmocka_unit_test(test_status_text),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,7 +1,8 @@
 /*
- * Unit tests for stats_server: the pure head parser, and the server on a
- * real libev loop on 127.0.0.1 port 0 driven by non-blocking clients on the
- * same loop. Every wait is bounded by a guard timer.
+ * Unit tests for stats_server: request heads as the server reads them
+ * (http_parser, then stats_server_request), and the server on a real libev
+ * loop on 127.0.0.1 port 0 driven by non-blocking clients on the same
+ * loop. Every wait is bounded by a guard timer.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -20,18 +21,30 @@
 
 #include <cmocka.h>
 
+#include "http_parser.h"
 #include "stats_server.h"
 
+/* The start of a well-formed GET /metrics (HTTP/1.1 needs Host). */
+#define GET_METRICS "GET /metrics HTTP/1.1\r\nHost: x\r\n"
 /* Longest any test waits for something that should happen. */
 #define GUARD 5.0
 #define BIG_BODY (16u << 20)
 
-/* ---- pure parser ---- */
+/* ---- request heads: http_parser, then what the server takes ---- */
 
+/*
+ * Parses a head as the server does: http_parser with the server's limit,
+ * then stats_server_request. -1 if either refuses it or it is incomplete.
+ */
 static int
 parse(const char *head, struct stats_request *req)
 {
-    return stats_server_parse_head(head, strlen(head), req);
+    static struct http_msg m;
+
+    http_request_init(&m, STATS_SERVER_HEAD_MAX);
+    if (http_parse(&m, head, strlen(head)) != HTTP_PARSE_DONE)
+        return -1;
+    return stats_server_request(&m, head, req);
 }
 
 static void
@@ -46,8 +59,9 @@ test_parse_good(void **state)
     assert_memory_equal(req.path, "/metrics", 8);
     assert_null(req.auth);
 
-    assert_int_equal(parse("HEAD /stats?x=1 HTTP/1.0\n"
-                           "authorization:   Bearer abc \t\n\n",
+    /* HTTP/1.0 needs no Host. */
+    assert_int_equal(parse("HEAD /stats?x=1 HTTP/1.0\r\n"
+                           "authorization:   Bearer abc \t\r\n\r\n",
                            &req),
                      0);
     assert_int_equal(req.method, STATS_METHOD_HEAD);
@@ -56,14 +70,48 @@ test_parse_good(void **state)
     assert_int_equal(req.auth_len, 10);
     assert_memory_equal(req.auth, "Bearer abc", 10);
 
-    assert_int_equal(parse("DELETE / HTTP/1.1\r\n\r\n", &req), 0);
+    assert_int_equal(parse("DELETE / HTTP/1.1\r\nHost: x\r\n\r\n", &req), 0);
     assert_int_equal(req.method, STATS_METHOD_OTHER);
     /* Method names are case-sensitive. */
-    assert_int_equal(parse("get / HTTP/1.1\r\n\r\n", &req), 0);
+    assert_int_equal(parse("get / HTTP/1.1\r\nHost: x\r\n\r\n", &req), 0);
     assert_int_equal(req.method, STATS_METHOD_OTHER);
-    /* Empty header value is fine; fragment cut like the query. */
-    assert_int_equal(parse("GET /#f HTTP/1.1\r\nX-E:\r\n\r\n", &req), 0);
+    /* Empty header value is fine; the query is cut off the path. */
+    assert_int_equal(parse("GET /?f HTTP/1.1\r\nHost: x\r\nX-E:\r\n\r\n",
+                           &req),
+                     0);
     assert_int_equal(req.path_len, 1);
+    assert_int_equal(parse("GET / HTTP/1.1\r\nHost: x\r\n"
+                           "Authorization:\r\n\r\n",
+                           &req),
+                     0);
+    assert_non_null(req.auth);
+    assert_int_equal(req.auth_len, 0);
+
+    /* Absolute-form counts by its path (RFC 9112 3.2.2), "/" if none. */
+    assert_int_equal(parse("GET http://x:1/metrics?a HTTP/1.1\r\nHost: y\r\n"
+                           "\r\n",
+                           &req),
+                     0);
+    assert_int_equal(req.method, STATS_METHOD_GET);
+    assert_int_equal(req.path_len, 8);
+    assert_memory_equal(req.path, "/metrics", 8);
+    assert_int_equal(parse("GET http://x?a HTTP/1.1\r\nHost: x\r\n\r\n",
+                           &req),
+                     0);
+    assert_int_equal(req.path_len, 1);
+    assert_memory_equal(req.path, "/", 1);
+    /* The other forms come with methods that get 405. */
+    assert_int_equal(parse("OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n", &req),
+                     0);
+    assert_int_equal(req.method, STATS_METHOD_OTHER);
+    assert_int_equal(req.path_len, 0);
+    assert_int_equal(parse("CONNECT x:1 HTTP/1.1\r\nHost: x\r\n\r\n", &req),
+                     0);
+    assert_int_equal(req.method, STATS_METHOD_OTHER);
+    assert_int_equal(req.path_len, 0);
+    /* Empty lines before the request line are skipped (RFC 9112 2.2). */
+    assert_int_equal(parse("\r\nGET /stats HTTP/1.0\r\n\r\n", &req), 0);
+    assert_int_equal(req.path_len, 6);
 }
 
 static void
@@ -71,23 +119,34 @@ test_parse_bad(void **state)
 {
     static const char *const bad[] = {
         "GET /metrics\r\n\r\n",                       /* no version */
-        "GET  /metrics HTTP/1.1\r\n\r\n",             /* double space */
-        "GET metrics HTTP/1.1\r\n\r\n",               /* not origin-form */
-        "GET http://x/ HTTP/1.1\r\n\r\n",             /* absolute-form */
-        "GET / HTTP/2.0\r\n\r\n",                     /* version */
-        "GET / HTTP/1.1 \r\n\r\n",                    /* trailing space */
-        "GET / HTTP/1.10\r\n\r\n",                    /* version */
-        " GET / HTTP/1.1\r\n\r\n",                    /* leading space */
-        "G(T / HTTP/1.1\r\n\r\n",                     /* bad method char */
-        "GET / HTTP/1.1\r\nNoColon\r\n\r\n",          /* header */
-        "GET / HTTP/1.1\r\nBad Name: x\r\n\r\n",      /* space in name */
-        "GET / HTTP/1.1\r\n: x\r\n\r\n",              /* empty name */
-        "GET / HTTP/1.1\r\nA: b\r\n c\r\n\r\n",       /* obs-fold */
-        "GET / HTTP/1.1\r\nA: b\x01\r\n\r\n",         /* control char */
-        "GET / HTTP/1.1\r\nA: b\rc\r\n\r\n",          /* bare CR */
-        ("GET / HTTP/1.1\r\nAuthorization: a\r\n"
+        "GET  /metrics HTTP/1.1\r\nHost: x\r\n\r\n",  /* double space */
+        "GET metrics HTTP/1.1\r\nHost: x\r\n\r\n",    /* not origin-form */
+        "GET http://x/ HTTP/1.1\r\n\r\n",             /* no Host */
+        "GET / HTTP/2.0\r\nHost: x\r\n\r\n",          /* version */
+        "GET / HTTP/1.1 \r\nHost: x\r\n\r\n",         /* trailing space */
+        "GET / HTTP/1.10\r\nHost: x\r\n\r\n",         /* version */
+        " GET / HTTP/1.1\r\nHost: x\r\n\r\n",         /* leading space */
+        "G(T / HTTP/1.1\r\nHost: x\r\n\r\n",          /* bad method char */
+        "GET / HTTP/1.1\r\nHost: x\r\nNoColon\r\n\r\n", /* header */
+        "GET / HTTP/1.1\r\nHost: x\r\nBad Name: x\r\n\r\n", /* space */
+        "GET / HTTP/1.1\r\nHost: x\r\n: x\r\n\r\n",   /* empty name */
+        "GET / HTTP/1.1\r\nHost: x\r\nA: b\r\n c\r\n\r\n", /* obs-fold */
+        "GET / HTTP/1.1\r\nHost: x\r\nA: b\x01\r\n\r\n", /* control char */
+        "GET / HTTP/1.1\r\nHost: x\r\nA: b\rc\r\n\r\n", /* bare CR */
+        ("GET / HTTP/1.1\r\nHost: x\r\nAuthorization: a\r\n"
          "Authorization: b\r\n\r\n"),                 /* two auths */
         "GET / HTTP/1.1\r\nHost: x\r\n",              /* incomplete */
+        /* refused like the proxy refuses them (http_parser) */
+        "GET /metrics HTTP/1.1\r\n\r\n",              /* 1.1 without Host */
+        "GET / HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n", /* two Hosts */
+        "GET / HTTP/1.1\r\nHost: a b\r\n\r\n",        /* bad Host */
+        "HEAD /stats HTTP/1.0\nA: b\n\n",             /* bare LF */
+        "GET /#f HTTP/1.1\r\nHost: x\r\n\r\n",        /* fragment */
+        "GET /\xc3\xa9 HTTP/1.1\r\nHost: x\r\n\r\n",  /* non-ASCII target */
+        "GET / HTTP/1.2\r\nHost: x\r\n\r\n",          /* version */
+        "GET * HTTP/1.1\r\nHost: x\r\n\r\n",          /* '*' without OPTIONS */
+        ("GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n"
+         "Transfer-Encoding: chunked\r\n\r\n"),       /* CL and TE */
     };
     struct stats_request req;
     size_t i;
@@ -98,14 +157,27 @@ test_parse_bad(void **state)
     }
 }
 
+/* Where the server takes the head to end: http_parser's head_len. */
 static void
 test_head_len(void **state)
 {
-    assert_int_equal(stats_server_head_len("GET / HTTP/1.1\r\n", 16), 0);
-    assert_int_equal(stats_server_head_len("GET / HTTP/1.1\r\n\r\nxx", 20),
-                     18);
-    assert_int_equal(stats_server_head_len("GET / HTTP/1.1\n\nxx", 18), 16);
-    assert_int_equal(stats_server_head_len("a\r\n\r", 4), 0);
+    static struct http_msg m;
+
+    http_request_init(&m, STATS_SERVER_HEAD_MAX);
+    assert_int_equal(http_parse(&m, "GET / HTTP/1.1\r\n", 16),
+                     HTTP_PARSE_AGAIN);
+    http_request_init(&m, STATS_SERVER_HEAD_MAX);
+    assert_int_equal(http_parse(&m, "GET / HTTP/1.0\r\n\r\nxx", 20),
+                     HTTP_PARSE_DONE);
+    assert_int_equal(m.head_len, 18);
+    http_request_init(&m, STATS_SERVER_HEAD_MAX);
+    assert_int_equal(http_parse(&m, "GET / HTTP/1.0\r\n\r", 17),
+                     HTTP_PARSE_AGAIN);
+    /* Bare LF line ends are refused (400), as by the proxy. */
+    http_request_init(&m, STATS_SERVER_HEAD_MAX);
+    assert_int_equal(http_parse(&m, "GET / HTTP/1.0\n\nxx", 18),
+                     HTTP_PARSE_ERROR);
+    assert_int_equal(m.error, 400);
 }
 
 /* ---- server fixture ---- */
@@ -469,7 +541,7 @@ test_head(void **state)
     struct client c;
     char v[64];
 
-    roundtrip(f, &c, "HEAD /metrics HTTP/1.1\r\n\r\n");
+    roundtrip(f, &c, "HEAD /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
     assert_int_equal(status_of(&c), 200);
     assert_string_equal(header_of(&c, "Content-Length", v, sizeof(v)), "4");
     assert_string_equal(body_of(&c), "");
@@ -483,44 +555,106 @@ test_404_405_400_500(void **state)
     struct client c;
     char v[64];
 
-    roundtrip(f, &c, "GET /nope HTTP/1.1\r\n\r\n");
+    roundtrip(f, &c, "GET /nope HTTP/1.1\r\nHost: x\r\n\r\n");
     assert_int_equal(status_of(&c), 404);
     client_free(&c);
     /* A route's prefix is not the route. */
-    roundtrip(f, &c, "GET /metricsx HTTP/1.1\r\n\r\n");
+    roundtrip(f, &c, "GET /metricsx HTTP/1.1\r\nHost: x\r\n\r\n");
     assert_int_equal(status_of(&c), 404);
     client_free(&c);
 
-    roundtrip(f, &c, "POST /metrics HTTP/1.1\r\nContent-Length: 0\r\n\r\n");
+    roundtrip(f, &c,
+              "POST /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n");
     assert_int_equal(status_of(&c), 405);
     assert_string_equal(header_of(&c, "Allow", v, sizeof(v)), "GET, HEAD");
     client_free(&c);
 
-    roundtrip(f, &c, "GET metrics HTTP/1.1\r\n\r\n");
+    roundtrip(f, &c, "GET metrics HTTP/1.1\r\nHost: x\r\n\r\n");
     assert_int_equal(status_of(&c), 400);
     client_free(&c);
 
-    roundtrip(f, &c, "GET /fail HTTP/1.1\r\n\r\n");
+    roundtrip(f, &c, "GET /fail HTTP/1.1\r\nHost: x\r\n\r\n");
     assert_int_equal(status_of(&c), 500);
     assert_null(strstr(body_of(&c), "partial"));
     client_free(&c);
     assert_int_equal(f->renders, 0);
 }
 
+/* What http_parser refuses gets its status, as from the proxy. */
+static void
+test_refused_like_proxy(void **state)
+{
+    static const char *const bad[] = {
+        "GET /metrics HTTP/1.1\r\n\r\n",              /* no Host */
+        "GET /metrics HTTP/1.0\n\n",                  /* bare LF */
+        "GET /metrics#x HTTP/1.1\r\nHost: x\r\n\r\n", /* fragment */
+        GET_METRICS "Authorization: a\r\nAuthorization: b\r\n\r\n",
+        GET_METRICS "Content-Length: 1, 1\r\n\r\n",
+    };
+    struct fixture *f = *state;
+    struct client c;
+    char v[64], *req;
+    size_t i, n;
+
+    for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        roundtrip(f, &c, bad[i]);
+        if (status_of(&c) != 400)
+            fail_msg("not 400 for: %s", bad[i]);
+        assert_string_equal(header_of(&c, "Connection", v, sizeof(v)),
+                            "close");
+        assert_string_equal(body_of(&c), "400 Bad Request\n");
+        client_free(&c);
+    }
+
+    /* More fields than http_parser holds: 431 although the head is small. */
+    req = malloc(4096);
+    assert_non_null(req);
+    n = (size_t)sprintf(req, GET_METRICS);
+    for (i = 0; i < HTTP_MAX_HEADERS; i++)
+        n += (size_t)sprintf(req + n, "X-%zu: v\r\n", i);
+    memcpy(req + n, "\r\n", 3);
+    assert_true(n + 2 < STATS_SERVER_HEAD_MAX);
+    roundtrip(f, &c, req);
+    assert_int_equal(status_of(&c), 431);
+    assert_string_equal(body_of(&c), "431 Request Header Fields Too Large\n");
+    client_free(&c);
+    free(req);
+    assert_int_equal(f->renders, 0);
+
+    /* Well-formed heads the old server refused are served now. */
+    roundtrip(f, &c, "GET http://x/metrics?a HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_int_equal(status_of(&c), 200);
+    assert_string_equal(body_of(&c), "m 1\n");
+    client_free(&c);
+    roundtrip(f, &c, "OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_int_equal(status_of(&c), 405);
+    client_free(&c);
+    /* The head may arrive in pieces; HTTP/1.0 needs no Host. */
+    client_start(f, &c, "\r\nGET /met", 10);
+    assert_false(run_until(f, client_done, &c, 0.1));
+    client_send_more(&c, "rics HTTP/1.0\r\n");
+    assert_false(run_until(f, client_done, &c, 0.1));
+    client_send_more(&c, "\r\n");
+    assert_true(run_until(f, client_done, &c, GUARD));
+    assert_int_equal(status_of(&c), 200);
+    client_free(&c);
+    assert_int_equal(f->renders, 2);
+}
+
 static void
 test_token(void **state)
 {
     static const char *const denied[] = {
-        "GET /metrics HTTP/1.1\r\n\r\n",
-        "GET /metrics HTTP/1.1\r\nAuthorization: Bearer s3cre\r\n\r\n",
-        "GET /metrics HTTP/1.1\r\nAuthorization: Bearer s3cret!\r\n\r\n",
-        "GET /metrics HTTP/1.1\r\nAuthorization: Bearer S3CRET\r\n\r\n",
-        "GET /metrics HTTP/1.1\r\nAuthorization: Basic s3cret\r\n\r\n",
-        "GET /metrics HTTP/1.1\r\nAuthorization: Bearer\r\n\r\n",
-        "GET /metrics HTTP/1.1\r\nAuthorization: s3cret\r\n\r\n",
+        "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n",
+        GET_METRICS "Authorization: Bearer s3cre\r\n\r\n",
+        GET_METRICS "Authorization: Bearer s3cret!\r\n\r\n",
+        GET_METRICS "Authorization: Bearer S3CRET\r\n\r\n",
+        GET_METRICS "Authorization: Basic s3cret\r\n\r\n",
+        GET_METRICS "Authorization: Bearer\r\n\r\n",
+        GET_METRICS "Authorization: s3cret\r\n\r\n",
         /* Unauthenticated clients learn nothing about paths or methods. */
-        "GET /nope HTTP/1.1\r\n\r\n",
-        "POST /metrics HTTP/1.1\r\n\r\n",
+        "GET /nope HTTP/1.1\r\nHost: x\r\n\r\n",
+        "POST /metrics HTTP/1.1\r\nHost: x\r\n\r\n",
     };
     struct fixture *f = *state;
     struct client c;
@@ -537,26 +671,37 @@ test_token(void **state)
         client_free(&c);
     }
     assert_int_equal(f->renders, 0);
+    /* A malformed head is 400 before any token check, as without one. */
+    roundtrip(f, &c, "GET /metrics HTTP/1.1\r\n\r\n");
+    assert_int_equal(status_of(&c), 400);
+    client_free(&c);
+    roundtrip(f, &c, "GET /metrics HTTP/1.0\r\n\r\n");
+    assert_int_equal(status_of(&c), 401);
+    client_free(&c);
+    roundtrip(f, &c, "GET /metrics HTTP/1.0\r\n"
+                     "Authorization: Bearer s3cret\r\n\r\n");
+    assert_int_equal(status_of(&c), 200);
+    client_free(&c);
 
     roundtrip(f, &c,
-              "GET /metrics HTTP/1.1\r\nAuthorization: Bearer s3cret\r\n\r\n");
+              GET_METRICS "Authorization: Bearer s3cret\r\n\r\n");
     assert_int_equal(status_of(&c), 200);
     assert_string_equal(body_of(&c), "m 1\n");
     client_free(&c);
     /* The scheme is case-insensitive (RFC 9110). */
     roundtrip(f, &c,
-              "GET /metrics HTTP/1.1\r\nauthorization: bearer  s3cret\r\n\r\n");
+              GET_METRICS "authorization: bearer  s3cret\r\n\r\n");
     assert_int_equal(status_of(&c), 200);
     client_free(&c);
 
     /* Reload: new token replaces the old one, then none. */
     assert_int_equal(stats_server_set_token(f->srv, "other"), 0);
     roundtrip(f, &c,
-              "GET /metrics HTTP/1.1\r\nAuthorization: Bearer s3cret\r\n\r\n");
+              GET_METRICS "Authorization: Bearer s3cret\r\n\r\n");
     assert_int_equal(status_of(&c), 401);
     client_free(&c);
     assert_int_equal(stats_server_set_token(f->srv, NULL), 0);
-    roundtrip(f, &c, "GET /metrics HTTP/1.1\r\n\r\n");
+    roundtrip(f, &c, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
     assert_int_equal(status_of(&c), 200);
     client_free(&c);
 }
@@ -565,7 +710,7 @@ test_token(void **state)
 static size_t
 padded_request(char *out, size_t len)
 {
-    const char *start = "GET /metrics HTTP/1.1\r\nX-Pad: ";
+    const char *start = "GET /metrics HTTP/1.1\r\nHost: x\r\nX-Pad: ";
     size_t s = strlen(start), pad = len - s - 4;
 
     memcpy(out, start, s);
@@ -606,7 +751,7 @@ test_big_body_backpressure(void **state)
     char v[64];
     size_t i;
 
-    roundtrip(f, &c, "GET /big HTTP/1.1\r\n\r\n");
+    roundtrip(f, &c, "GET /big HTTP/1.1\r\nHost: x\r\n\r\n");
     assert_int_equal(status_of(&c), 200);
     snprintf(v, sizeof(v), "%u", BIG_BODY);
     {
@@ -631,7 +776,7 @@ test_read_timeout(void **state)
 
     stats_server_set_timeout(f->srv, 0.2);
     t0 = ev_time();
-    client_start(f, &c, "GET /metrics HTTP/1.1\r\n", 23);
+    client_start(f, &c, "GET /metrics HTTP/1.1\r\nHost: x\r\n", 32);
     assert_true(run_until(f, client_done, &c, GUARD));
     /* Closed without an answer, after the deadline, not before. */
     assert_int_equal(c.resp_len, 0);
@@ -647,7 +792,7 @@ test_write_timeout_dead_reader(void **state)
     struct client c;
 
     stats_server_set_timeout(f->srv, 0.2);
-    client_start(f, &c, "GET /big HTTP/1.1\r\n\r\n", 21);
+    client_start(f, &c, "GET /big HTTP/1.1\r\nHost: x\r\n\r\n", 30);
     c.no_read = true;
     client_watch(&c);
     /* The server cannot finish (16 MiB > socket buffers) and gives up. */
@@ -676,9 +821,9 @@ test_conn_limit(void **state)
     struct client c[2];
 
     stats_server_set_max_conns(f->srv, 1);
-    client_start(f, &c[0], "GET /metrics HTTP/1.1\r\n", 23);
+    client_start(f, &c[0], "GET /metrics HTTP/1.1\r\nHost: x\r\n", 32);
     assert_true(run_until(f, conns_is_one, f->srv, GUARD));
-    client_start(f, &c[1], "GET /metrics HTTP/1.1\r\n\r\n", 25);
+    client_start(f, &c[1], "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n", 34);
     /* The second waits in the backlog while the first holds the slot. */
     assert_false(run_until(f, client_done, &c[1], 0.3));
     assert_int_equal(stats_server_conns(f->srv), 1);
@@ -707,7 +852,7 @@ test_detach_and_create_from_fd(void **state)
     assert_int_equal(stats_server_fd(f->srv), fd);
     add_routes(f);
     roundtrip(f, &c,
-              "GET /metrics HTTP/1.1\r\nAuthorization: Bearer t\r\n\r\n");
+              GET_METRICS "Authorization: Bearer t\r\n\r\n");
     assert_int_equal(status_of(&c), 200);
     client_free(&c);
 
@@ -766,7 +911,7 @@ test_ipv6(void **state)
 
     if (f->srv == NULL)
         skip();
-    roundtrip(f, &c, "GET /metrics HTTP/1.1\r\n\r\n");
+    roundtrip(f, &c, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
     assert_int_equal(status_of(&c), 200);
     assert_string_equal(body_of(&c), "m 1\n");
     client_free(&c);
@@ -782,6 +927,8 @@ main(void)
         cmocka_unit_test_setup_teardown(test_get_200, setup, teardown),
         cmocka_unit_test_setup_teardown(test_head, setup, teardown),
         cmocka_unit_test_setup_teardown(test_404_405_400_500, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_refused_like_proxy, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_token, setup, teardown),
         cmocka_unit_test_setup_teardown(test_head_limit, setup, teardown),
