@@ -84,7 +84,7 @@ backend_probe_connect(void *arg, const struct member *m, int *fd)
 {
     struct backend *be = arg;
 
-    return be->hooks.connect(m, fd);
+    return be->hooks.probe_connect(m, fd);
 }
 
 /* A growable array of addresses (control plane only). */
@@ -362,7 +362,7 @@ backend_create(struct ev_loop *loop, struct dns *dns,
     struct health_hooks hooks = {
         .change = backend_health_change,
         .first_round = backend_first_round,
-        .connect = backend_probe_connect,
+        .probe_connect = backend_probe_connect,
         .arg = be,
     };
 

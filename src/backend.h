@@ -48,7 +48,7 @@ struct backend_hooks {
      * 0 in progress, -1 failed (errno set); the fd in *fd. The one connect
      * path is upstream's.
      */
-    int (*connect)(const struct member *m, int *fd);
+    int (*probe_connect)(const struct member *m, int *fd);
     /* Reload: m takes over what `from` (same address) had for traffic. */
     void (*carry_over)(struct member *from, struct member *m);
     void *arg;                          /* first_round's argument */

@@ -158,7 +158,7 @@ dns_count_query(struct dns *d, const struct resolver_result *r,
 {
     struct dns_name_stats *ns;
 
-    /* SPEC: ferry_dns_queries_total counts queries sent upstream only
+    /* docs/dns.md: ferry_dns_queries_total counts queries sent upstream only
      * (not IP literals or hosts-file answers). */
     if (!r->sent || (ns = dns_name_stats_get(d, r->name)) == NULL)
         return;

@@ -684,7 +684,7 @@ probe_start(struct health_member *hm)
     hm->step = STEP_CONNECTING;
     /* The timeout covers connect, request and status line together. */
     schedule(hm, PH_PROBE, c->params.timeout);
-    switch (c->hooks.connect(c->hooks.arg, m, &hm->fd)) {
+    switch (c->hooks.probe_connect(c->hooks.arg, m, &hm->fd)) {
     case 1:
         probe_connected(hm);
         return;
@@ -730,7 +730,7 @@ health_create(struct ev_loop *loop, const struct health_params *params,
     struct health_checker *c = calloc(1, sizeof(*c));
 
     /* Probes need a way to connect; pure-logic use (no loop) does not. */
-    assert(loop == NULL || (hooks != NULL && hooks->connect != NULL));
+    assert(loop == NULL || (hooks != NULL && hooks->probe_connect != NULL));
     if (c == NULL)
         return NULL;
     c->loop = loop;

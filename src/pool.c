@@ -10,7 +10,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "balance.h"
 #include "net.h"
 
 int

@@ -218,27 +218,6 @@ hc_arm(struct http_conn *c)
 /* ---------------------------------------------------------------------- */
 /* Closing                                                                 */
 
-static const char *
-status_reason(unsigned status)
-{
-    switch (status) {
-    case 400:
-        return "Bad Request";
-    case 408:
-        return "Request Timeout";
-    case 431:
-        return "Request Header Fields Too Large";
-    case 502:
-        return "Bad Gateway";
-    case 503:
-        return "Service Unavailable";
-    case 504:
-        return "Gateway Timeout";
-    default:
-        return "Internal Server Error";
-    }
-}
-
 /* One access log line for the request that just ended. */
 static void
 hc_log(struct http_conn *c)
@@ -471,11 +450,11 @@ hc_error(struct http_conn *c, unsigned status, const char *why,
     c->rq.keep_member = false;
     c->rq.status = (uint16_t)status;
     bn = snprintf(body, sizeof(body), "%u %s\n", status,
-                  status_reason(status));
+                  http_status_text(status));
     hn = snprintf(head, sizeof(head),
                   "HTTP/1.1 %u %s\r\nContent-Type: text/plain\r\n"
                   "Content-Length: %d\r\nCache-Control: no-store\r\n%s\r\n",
-                  status, status_reason(status), bn,
+                  status, http_status_text(status), bn,
                   !keep ? "Connection: close\r\n"
                   : c->req.minor == 0 ? "Connection: keep-alive\r\n"
                                       : "");

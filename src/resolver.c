@@ -1,6 +1,6 @@
 /*
  * resolver: c-ares 1.18 on libev. See resolver.h for the picture and
- * /work/shared/notes/c-ares-1.18.md for why things are done this way.
+ * docs/dns.md for why things are done this way (c-ares 1.18 quirks).
  *
  * Request life:
  *

@@ -178,7 +178,7 @@ runtime_backend_create(struct runtime *rt, const struct config *cfg,
 {
     struct backend_hooks hooks = {
         .first_round = runtime_first_round,
-        .connect = upstream_probe_connect,
+        .probe_connect = upstream_probe_connect,
         .carry_over = upstream_idle_move,
         .arg = rt,
     };

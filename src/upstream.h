@@ -97,7 +97,7 @@ enum upstream_connect {
 enum upstream_connect upstream_connect(const struct member *m, int *fd);
 /* After writable: 0 when the connect succeeded, else its errno. */
 int upstream_connect_error(int fd);
-/* backend_hooks.connect: upstream_connect for a health probe. */
+/* backend_hooks.probe_connect: upstream_connect for a health probe. */
 int upstream_probe_connect(const struct member *m, int *fd);
 
 /* ---------------------------------------------------------------------- */

@@ -101,7 +101,7 @@ hooks(struct seen *s)
     struct health_hooks h = {
         .change = on_change,
         .first_round = on_first_round,
-        .connect = probe_connect,
+        .probe_connect = probe_connect,
         .rnd = fixed_rnd,
         .arg = s,
     };
