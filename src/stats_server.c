@@ -21,6 +21,7 @@
 
 #include "http_parser.h"
 #include "log.h"
+#include "net.h"
 
 #define STATS_DEFAULT_TIMEOUT 10.0
 #define STATS_DEFAULT_MAX_CONNS 64
@@ -508,15 +509,19 @@ accept_cb(struct ev_loop *loop, ev_io *w, int revents)
         }
         if (errno == EINTR || errno == ECONNABORTED)
             continue;
-        if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
-            errno == ENOMEM) {
+        switch (net_accept_error(errno)) {
+        case NET_ACCEPT_EXHAUSTED:
             log_limited(&srv->accept_log, ev_now(loop), LOG_LEVEL_WARN,
                         "stats: accept: %s; pausing", strerror(errno));
             ev_timer_set(&srv->accept_retry, STATS_ACCEPT_RETRY, 0.);
             ev_timer_start(loop, &srv->accept_retry);
-        } else if (errno != EAGAIN && errno != EWOULDBLOCK) {
+            break;
+        case NET_ACCEPT_FAILED:
             log_limited(&srv->accept_log, ev_now(loop), LOG_LEVEL_WARN,
                         "stats: accept: %s", strerror(errno));
+            break;
+        case NET_ACCEPT_DRAINED:
+            break;
         }
         break;
     }
@@ -531,60 +536,21 @@ accept_retry_cb(struct ev_loop *loop, ev_timer *w, int revents)
 
 /* ---- lifetime ---- */
 
-static void
-format_addr(const struct sockaddr *sa, char *out, size_t outlen)
-{
-    char ip[INET6_ADDRSTRLEN] = "?";
-
-    if (sa->sa_family == AF_INET) {
-        const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
-
-        inet_ntop(AF_INET, &in->sin_addr, ip, sizeof(ip));
-        snprintf(out, outlen, "%s:%u", ip, ntohs(in->sin_port));
-    } else if (sa->sa_family == AF_INET6) {
-        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
-
-        inet_ntop(AF_INET6, &in6->sin6_addr, ip, sizeof(ip));
-        snprintf(out, outlen, "[%s]:%u", ip, ntohs(in6->sin6_port));
-    } else {
-        snprintf(out, outlen, "(family %d)", sa->sa_family);
-    }
-}
-
 struct stats_server *
 stats_server_create(struct ev_loop *loop, const struct sockaddr *addr,
                     socklen_t len, const char *token, char *err,
                     size_t errlen)
 {
-    char text[INET6_ADDRSTRLEN + 16];
-    const char *what;
-    int fd, one = 1;
+    char text[INET6_ADDRSTRLEN + 16], lerr[256];
+    int fd;
 
-    format_addr(addr, text, sizeof(text));
-    what = "socket";
-    fd = socket(addr->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
-                0);
-    if (fd < 0)
-        goto err;
-    what = "setsockopt";
-    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0)
-        goto err;
-    if (addr->sa_family == AF_INET6 &&
-        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) != 0)
-        goto err;
-    what = "bind";
-    if (bind(fd, addr, len) != 0)
-        goto err;
-    what = "listen";
-    if (listen(fd, 128) != 0)
-        goto err;
+    net_addr_format(addr, text, sizeof(text));
+    fd = net_listen(addr, len, text, 128, lerr, sizeof(lerr));
+    if (fd < 0) {
+        snprintf(err, errlen, "stats listener: %s", lerr);
+        return NULL;
+    }
     return stats_server_create_from_fd(loop, fd, token, err, errlen);
-err:
-    snprintf(err, errlen, "stats listener %s: %s: %s", text, what,
-             strerror(errno));
-    if (fd >= 0)
-        close(fd);
-    return NULL;
 }
 
 struct stats_server *
