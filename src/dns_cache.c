@@ -52,52 +52,6 @@ static const char *const state_names[] = {
     "idle", "in_progress", "resolved", "failed",
 };
 
-/* ---- rings ------------------------------------------------------------ */
-
-static void
-ring_init(struct dns_cache_link *h)
-{
-    h->prev = h;
-    h->next = h;
-}
-
-static bool
-ring_empty(const struct dns_cache_link *h)
-{
-    return h->next == h;
-}
-
-static void
-ring_push(struct dns_cache_link *h, struct dns_cache_link *l)
-{
-    l->prev = h->prev;
-    l->next = h;
-    h->prev->next = l;
-    h->prev = l;
-}
-
-static void
-ring_unlink(struct dns_cache_link *l)
-{
-    l->prev->next = l->next;
-    l->next->prev = l->prev;
-    l->prev = NULL;
-    l->next = NULL;
-}
-
-/* Moves every element of src in front of dst's elements; src ends empty. */
-static void
-ring_splice_front(struct dns_cache_link *dst, struct dns_cache_link *src)
-{
-    if (ring_empty(src))
-        return;
-    src->prev->next = dst->next;
-    dst->next->prev = src->prev;
-    dst->next = src->next;
-    src->next->prev = dst;
-    ring_init(src);
-}
-
 /* ---- entries ------------------------------------------------------------ */
 
 static void
@@ -195,7 +149,7 @@ queue_pending(struct dns_cache *c, struct dns_cache_entry *e)
 
     if (e->pending)
         return;
-    if (ring_empty(&e->waiters) && ring_empty(&e->listeners))
+    if (list_empty(&e->waiters) && list_empty(&e->listeners))
         return;
     e->pending = true;
     e->refs++;
@@ -352,10 +306,10 @@ err:
 static void
 entry_detach_listeners(struct dns_cache_entry *e)
 {
-    while (!ring_empty(&e->listeners)) {
+    while (!list_empty(&e->listeners)) {
         struct dns_cache_listener *l =
-            (struct dns_cache_listener *)e->listeners.next;
-        ring_unlink(&l->link);
+            list_entry(e->listeners.next, struct dns_cache_listener, link);
+        list_del(&l->link);
         l->entry = NULL;
     }
     e->pins = 0;
@@ -364,9 +318,10 @@ entry_detach_listeners(struct dns_cache_entry *e)
 static void
 entry_detach_all(struct dns_cache_entry *e)
 {
-    while (!ring_empty(&e->waiters)) {
-        struct dns_cache_waiter *w = (struct dns_cache_waiter *)e->waiters.next;
-        ring_unlink(&w->link);
+    while (!list_empty(&e->waiters)) {
+        struct dns_cache_waiter *w =
+            list_entry(e->waiters.next, struct dns_cache_waiter, link);
+        list_del(&w->link);
         w->entry = NULL;
     }
     entry_detach_listeners(e);
@@ -444,8 +399,8 @@ entry_get(struct dns_cache *c, const char *name, size_t len, int family,
     e->family = family;
     e->state = DNS_CACHE_IDLE;
     e->refs = 1;
-    ring_init(&e->waiters);
-    ring_init(&e->listeners);
+    list_init(&e->waiters);
+    list_init(&e->listeners);
     table_place(c->slots, c->mask, e);
     c->n++;
     return e;
@@ -480,8 +435,7 @@ void
 dns_cache_waiter_init(struct dns_cache_waiter *w, dns_cache_wake_fn cb,
                       void *arg)
 {
-    w->link.prev = NULL;
-    w->link.next = NULL;
+    list_init(&w->link);
     w->entry = NULL;
     w->cb = cb;
     w->arg = arg;
@@ -492,7 +446,7 @@ dns_cache_cancel(struct dns_cache_waiter *w)
 {
     if (w->entry == NULL)
         return;
-    ring_unlink(&w->link);
+    list_del(&w->link);
     w->entry = NULL;
 }
 
@@ -508,7 +462,7 @@ park(struct dns_cache_entry *e, struct dns_cache_waiter *w)
     if (w == NULL)
         return;
     w->entry = e;
-    ring_push(&e->waiters, &w->link);
+    list_add_tail(&e->waiters, &w->link);
 }
 
 enum dns_cache_result
@@ -589,7 +543,7 @@ dns_cache_listen(struct dns_cache *c, struct dns_cache_entry *e,
     l->seen_set = 0;
     l->seen_answer = 0;
     l->seen_usable = false;
-    ring_push(&e->listeners, &l->link);
+    list_add_tail(&e->listeners, &l->link);
     e->pins++;
     c->deadline_dirty = true;
     queue_pending(c, e);
@@ -602,7 +556,7 @@ dns_cache_unlisten(struct dns_cache_listener *l)
 
     if (e == NULL)
         return;
-    ring_unlink(&l->link);
+    list_del(&l->link);
     l->entry = NULL;
     if (e->pins > 0)
         e->pins--;
@@ -798,27 +752,27 @@ dns_cache_ttl_min(const int *ttls, size_t n)
 static void
 deliver_events(struct dns_cache_entry *e)
 {
-    struct dns_cache_link todo;
+    struct list todo;
 
-    ring_init(&todo);
-    ring_splice_front(&todo, &e->listeners);
-    while (!ring_empty(&todo)) {
+    list_init(&todo);
+    list_splice(&todo, &e->listeners);
+    while (!list_empty(&todo)) {
         struct dns_cache_listener *l =
-            (struct dns_cache_listener *)todo.next;
+            list_entry(todo.next, struct dns_cache_listener, link);
         bool usable;
         enum dns_cache_event ev;
 
         if (e->removed) {
             /* A callback removed e: detach the rest like remove does. */
-            while (!ring_empty(&todo)) {
-                l = (struct dns_cache_listener *)todo.next;
-                ring_unlink(&l->link);
+            while (!list_empty(&todo)) {
+                l = list_entry(todo.next, struct dns_cache_listener, link);
+                list_del(&l->link);
                 l->entry = NULL;
             }
             break;
         }
-        ring_unlink(&l->link);
-        ring_push(&e->listeners, &l->link);
+        list_del(&l->link);
+        list_add_tail(&e->listeners, &l->link);
         usable = e->state == DNS_CACHE_RESOLVED;
         if (usable && (!l->seen_usable || l->seen_set != e->set_gen))
             ev = DNS_CACHE_EV_CHANGED;
@@ -838,11 +792,11 @@ deliver_events(struct dns_cache_entry *e)
 static void
 wake_waiters(struct dns_cache *c, struct dns_cache_entry *e, double now)
 {
-    struct dns_cache_link todo;
+    struct list todo;
 
-    ring_init(&todo);
-    ring_splice_front(&todo, &e->waiters);
-    while (!ring_empty(&todo)) {
+    list_init(&todo);
+    list_splice(&todo, &e->waiters);
+    while (!list_empty(&todo)) {
         struct dns_cache_waiter *w;
         enum dns_cache_wake why;
 
@@ -852,12 +806,13 @@ wake_waiters(struct dns_cache *c, struct dns_cache_entry *e, double now)
             if (e->state == DNS_CACHE_IDLE)
                 start_query(c, e, now);
             if (e->state == DNS_CACHE_IN_PROGRESS) {
-                ring_splice_front(&e->waiters, &todo);
+                /* In front: they parked before any callback's waiters. */
+                list_splice(&e->waiters, &todo);
                 break;
             }
         }
-        w = (struct dns_cache_waiter *)todo.next;
-        ring_unlink(&w->link);
+        w = list_entry(todo.next, struct dns_cache_waiter, link);
+        list_del(&w->link);
         w->entry = NULL;
         if (e->removed)
             why = DNS_CACHE_WAKE_GONE;

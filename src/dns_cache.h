@@ -58,6 +58,8 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "list.h"
+
 /* Nothing (answer or failure) is stored for less than this, whatever the
  * TTL or the config says: a zero TTL (hosts file, literal) or a zero
  * negative_ttl must never turn into a query loop. */
@@ -130,15 +132,9 @@ typedef void (*dns_cache_event_fn)(struct dns_cache_listener *l,
                                    enum dns_cache_event ev,
                                    const struct dns_cache_entry *e);
 
-/* Intrusive ring link (first member of waiters and listeners). */
-struct dns_cache_link {
-    struct dns_cache_link *prev;        /* previous in ring */
-    struct dns_cache_link *next;        /* next in ring */
-};
-
 /* Caller-owned; init with dns_cache_waiter_init. Fields are private. */
 struct dns_cache_waiter {
-    struct dns_cache_link link;         /* in the entry's ring while parked */
+    struct list link;                   /* in entry's waiters while parked */
     struct dns_cache_entry *entry;      /* parked on; NULL = not parked */
     dns_cache_wake_fn cb;               /* called once per park */
     void *arg;                          /* for the owner */
@@ -146,7 +142,7 @@ struct dns_cache_waiter {
 
 /* Caller-owned; a subscription of a pool to one entry. Private fields. */
 struct dns_cache_listener {
-    struct dns_cache_link link;         /* in the entry's ring */
+    struct list link;                   /* in the entry's listeners */
     struct dns_cache_entry *entry;      /* subscribed to; NULL = detached */
     dns_cache_event_fn cb;              /* event callback */
     void *arg;                          /* for the owner */
@@ -228,8 +224,8 @@ struct dns_cache_entry {
     uint64_t queries[DNS_CACHE_Q_NSTATUS]; /* by status */
     uint64_t failures;                  /* failed queries (incl. empty) */
 
-    struct dns_cache_link waiters;      /* ring head of parked waiters */
-    struct dns_cache_link listeners;    /* ring head of listeners */
+    struct list waiters;                /* parked waiters, FIFO */
+    struct list listeners;              /* listeners, FIFO */
     char name[];                        /* NUL-terminated, as given */
 };
 

@@ -24,6 +24,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "list.h"
 #include "log.h"
 
 enum health_state {
@@ -52,8 +53,7 @@ enum health_step {
 struct health_member {
     struct health_checker *checker;     /* owner, holds the parameters */
     struct member *m;                   /* the member watched */
-    struct health_member *prev;         /* checker's list */
-    struct health_member *next;         /* checker's list */
+    struct list link;                   /* in checker's members */
     enum health_state state;            /* hysteresis state */
     unsigned passes;                    /* consecutive passes while down */
     unsigned fails;                     /* consecutive failures while up */
@@ -89,7 +89,7 @@ struct health_checker {
     struct ev_loop *loop;               /* NULL: no probes (tests) */
     struct health_params params;        /* current parameters */
     struct health_hooks hooks;          /* owner's callbacks */
-    struct health_member *head;         /* attached members */
+    struct list members;                /* attached, newest first */
     size_t pending;                     /* members without a first result */
     ev_timer notify;                    /* defers the first_round hook */
     uint64_t rng;                       /* internal xorshift state */
@@ -735,6 +735,7 @@ health_create(struct ev_loop *loop, const struct health_params *params,
         return NULL;
     c->loop = loop;
     c->params = *params;
+    list_init(&c->members);
     if (hooks != NULL)
         c->hooks = *hooks;
     c->rng = (uint64_t)(uintptr_t)c ^ ((uint64_t)time(NULL) << 20) ^
@@ -746,17 +747,11 @@ health_create(struct ev_loop *loop, const struct health_params *params,
 }
 
 static void
-list_unlink(struct health_member *hm)
+member_unlink(struct health_member *hm)
 {
     struct health_checker *c = hm->checker;
 
-    if (hm->prev != NULL)
-        hm->prev->next = hm->next;
-    else
-        c->head = hm->next;
-    if (hm->next != NULL)
-        hm->next->prev = hm->prev;
-    hm->prev = hm->next = NULL;
+    list_del(&hm->link);
     if (!hm->first_done && c->pending > 0) {
         /* Leaving counts as done: the first round must not wait on it. */
         pending_done(hm);
@@ -765,14 +760,10 @@ list_unlink(struct health_member *hm)
 }
 
 static void
-list_link(struct health_checker *c, struct health_member *hm)
+member_link(struct health_checker *c, struct health_member *hm)
 {
     hm->checker = c;
-    hm->prev = NULL;
-    hm->next = c->head;
-    if (c->head != NULL)
-        c->head->prev = hm;
-    c->head = hm;
+    list_add(&c->members, &hm->link);
 }
 
 /* host part of "HOST:PORT" or "[v6]:PORT". */
@@ -837,13 +828,15 @@ health_update_params(struct health_checker *c,
                      const struct health_params *params, double now)
 {
     struct health_params old = c->params;
-    struct health_member *hm, *next;
+    struct list *pos, *tmp;
     int rc = 0;
 
     c->params = *params;
-    for (hm = c->head; hm != NULL; hm = next) {
-        /* The change hook may detach hm. */
-        next = hm->next;
+    /* _safe: the change hook may detach hm. */
+    list_for_each_safe(pos, tmp, &c->members) {
+        struct health_member *hm =
+            list_entry(pos, struct health_member, link);
+
         if (member_apply(hm, &old, now) != 0)
             rc = -1;
     }
@@ -872,7 +865,7 @@ health_member_attach(struct health_checker *c, struct member *m,
     hm->fd = -1;
     ev_timer_init(&hm->timer, timer_cb, 0, 0);
     ev_io_init(&hm->io, io_cb, -1, 0);
-    list_link(c, hm);
+    member_link(c, hm);
     m->health = hm;
 
     if (c->params.kind == HEALTH_NONE) {
@@ -909,7 +902,7 @@ health_member_detach(struct member *m)
     if (hm == NULL)
         return;
     probe_abort(hm);
-    list_unlink(hm);
+    member_unlink(hm);
     free(hm->win);
     free(hm);
     m->health = NULL;
@@ -927,10 +920,10 @@ health_member_move(struct health_checker *c, struct member *from,
     old = hm->checker->params;
     if (hm->checker->loop != c->loop)
         probe_abort(hm);
-    list_unlink(hm);
+    member_unlink(hm);
     if (!hm->first_done)
         c->pending++;
-    list_link(c, hm);
+    member_link(c, hm);
     hm->m = to;
     to->health = hm;
     from->health = NULL;
@@ -945,10 +938,12 @@ health_member_move(struct health_checker *c, struct member *from,
 void
 health_destroy(struct health_checker *c)
 {
+    struct list *pos;
+
     if (c == NULL)
         return;
-    while (c->head != NULL)
-        health_member_detach(c->head->m);
+    while ((pos = list_first(&c->members)) != NULL)
+        health_member_detach(list_entry(pos, struct health_member, link)->m);
     if (c->loop != NULL)
         ev_timer_stop(c->loop, &c->notify);
     free(c);

@@ -28,6 +28,7 @@
 
 #include <ares.h>
 
+#include "list.h"
 #include "log.h"
 #include "resolver.h"
 
@@ -67,8 +68,7 @@ struct resolver_req {
     double start;                     /* monotonic seconds at resolve */
     struct resolver_result res;       /* what cb receives */
     struct resolver_addr *addrs;      /* owned array behind res.addrs */
-    struct resolver_req *prev;        /* deliver queue links */
-    struct resolver_req *next;        /* deliver queue links */
+    struct list qlink;                /* in the deliver queue */
     char name[RESOLVER_NAME_MAX + 2]; /* as requested */
 };
 
@@ -102,8 +102,7 @@ struct resolver {
     struct resolver_chan *chan;    /* current channel, NULL if none */
     struct resolver_chan *retired; /* replaced channels still busy */
     ev_timer deliver;              /* zero-delay: completions, upkeep */
-    struct resolver_req *qhead;    /* deliver queue, oldest first */
-    struct resolver_req *qtail;    /* deliver queue end */
+    struct list queue;             /* deliver queue, oldest first */
     uint64_t qseq;                 /* last seq given */
     bool rebuild;                  /* replace chan at the next upkeep */
     double rebuilt;                /* ev_now of the last rebuild */
@@ -201,29 +200,24 @@ queue_push(struct resolver *r, struct resolver_req *req)
 {
     req->queued = true;
     req->seq = ++r->qseq;
-    req->prev = r->qtail;
-    req->next = NULL;
-    if (r->qtail)
-        r->qtail->next = req;
-    else
-        r->qhead = req;
-    r->qtail = req;
+    list_add_tail(&r->queue, &req->qlink);
     schedule(r);
 }
 
 static void
-queue_unlink(struct resolver *r, struct resolver_req *req)
+queue_unlink(struct resolver_req *req)
 {
-    if (req->prev)
-        req->prev->next = req->next;
-    else
-        r->qhead = req->next;
-    if (req->next)
-        req->next->prev = req->prev;
-    else
-        r->qtail = req->prev;
-    req->prev = req->next = NULL;
+    list_del(&req->qlink);
     req->queued = false;
+}
+
+/* The oldest queued request, or NULL. */
+static struct resolver_req *
+queue_first(struct resolver *r)
+{
+    struct list *l = list_first(&r->queue);
+
+    return l ? list_entry(l, struct resolver_req, qlink) : NULL;
 }
 
 static void
@@ -476,8 +470,8 @@ on_deliver(struct ev_loop *loop, ev_timer *w, int revents)
 
     upkeep(r);
     r->delivering = true;
-    while (!r->free_pending && (req = r->qhead) && req->seq <= last) {
-        queue_unlink(r, req);
+    while (!r->free_pending && (req = queue_first(r)) && req->seq <= last) {
+        queue_unlink(req);
         req->cb(req->arg, &req->res);
         req_free(req);
     }
@@ -486,7 +480,7 @@ on_deliver(struct ev_loop *loop, ev_timer *w, int revents)
         free(r);
         return;
     }
-    if (r->qhead || r->rebuild)
+    if (!list_empty(&r->queue) || r->rebuild)
         schedule(r);
 }
 
@@ -954,6 +948,7 @@ resolver_init(struct ev_loop *loop, const struct resolver_options *opts)
     if (!r)
         goto err;
     r->loop = loop;
+    list_init(&r->queue);
     ev_init(&r->deliver, on_deliver);
     r->deliver.data = r;
     if (options_set(r, opts) < 0)
@@ -1037,8 +1032,8 @@ resolver_destroy(struct resolver *r)
     if (r->chan)
         chan_destroy(r->chan);
     r->chan = NULL;
-    while ((req = r->qhead)) {
-        queue_unlink(r, req);
+    while ((req = queue_first(r))) {
+        queue_unlink(req);
         req_free(req);
     }
     hosts_clear(&r->hosts);
@@ -1103,6 +1098,7 @@ resolver_resolve(struct resolver *r, const char *name, int family,
     if (!req)
         return NULL;
     req->r = r;
+    list_init(&req->qlink);
     req->cb = cb;
     req->arg = arg;
     req->start = mono_now();
@@ -1158,7 +1154,7 @@ resolver_cancel(struct resolver_req *req)
     if (!req)
         return;
     if (req->queued) {
-        queue_unlink(req->r, req);
+        queue_unlink(req);
         req_free(req);
         return;
     }
