@@ -26,8 +26,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "tls.h"
-
 /* inih's line buffer is INI_MAX_LINE (200) bytes, including "\r\n\0". */
 #define CONFIG_MAX_LINE 197
 #define CONFIG_MAX_WEIGHT 10000
@@ -79,6 +77,7 @@ struct config_sect {
 struct config_ctx {
     struct config *cfg;               /* being built */
     struct config_errors *errs;       /* collected errors */
+    config_tls_check tls_check;       /* opens TLS pairs; NULL = skip */
     const char *path;                 /* for messages */
     FILE *fp;                         /* file being read */
     char *linebuf;                    /* getline buffer */
@@ -1286,7 +1285,8 @@ addr_overlaps(const struct sockaddr_storage *a,
     return false;
 }
 
-/* http and TLS keys of one frontend (the pair must load and match). */
+/* http and TLS keys of one frontend (the pair must load and match, which
+ * ctx->tls_check tells). */
 static void
 config_validate_http(struct config_ctx *ctx, struct config_frontend *fe,
                      size_t i)
@@ -1308,7 +1308,8 @@ config_validate_http(struct config_ctx *ctx, struct config_frontend *fe,
                         "mode = http", fe->name);
         return;
     }
-    if (tls_check_pair(fe->tls_cert, fe->tls_key, err, sizeof(err)) != 0)
+    if (ctx->tls_check != NULL &&
+        ctx->tls_check(fe->tls_cert, fe->tls_key, err, sizeof(err)) != 0)
         config_error_at(ctx, cl, "[frontend %s]: %s", fe->name, err);
 }
 
@@ -1402,7 +1403,8 @@ config_validate(struct config_ctx *ctx)
 /* ---------------------------------------------------------------------- */
 
 struct config *
-config_load(const char *path, struct config_errors *errs)
+config_load_checked(const char *path, config_tls_check tls_check,
+                    struct config_errors *errs)
 {
     struct config_ctx ctx;
     struct config *cfg;
@@ -1412,6 +1414,7 @@ config_load(const char *path, struct config_errors *errs)
     memset(&ctx, 0, sizeof(ctx));
     ctx.errs = errs;
     ctx.path = path;
+    ctx.tls_check = tls_check;
 
     cfg = calloc(1, sizeof(*cfg));
     if (cfg == NULL)
@@ -1460,6 +1463,12 @@ fail:
     free(ctx.sects);
     config_free(cfg);
     return NULL;
+}
+
+struct config *
+config_load(const char *path, struct config_errors *errs)
+{
+    return config_load_checked(path, NULL, errs);
 }
 
 void

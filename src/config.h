@@ -172,10 +172,25 @@ struct config_errors {
 };
 
 /*
+ * Checks that a frontend's tls_cert and tls_key load and match: 0 if so,
+ * else -1 with a one-line reason in err. Opening them needs OpenSSL, a
+ * layer above config, so the caller hands the check in (ferry passes
+ * tls_check_pair) and config only says where and when it failed.
+ */
+typedef int (*config_tls_check)(const char *cert, const char *key, char *err,
+                                size_t errlen);
+
+/*
  * Load and validate path. On success returns a config and leaves errs empty;
  * on failure returns NULL and fills errs (the caller frees them with
  * config_errors_free). NULL with no error stored means out of memory.
+ * tls_check runs for each frontend with a tls_cert/tls_key pair, among the
+ * other checks across keys, and its errors join theirs in errs.
  */
+struct config *config_load_checked(const char *path,
+                                   config_tls_check tls_check,
+                                   struct config_errors *errs);
+/* Same without opening the TLS files (tests and tools that do not serve). */
 struct config *config_load(const char *path, struct config_errors *errs);
 void config_free(struct config *cfg);
 void config_errors_free(struct config_errors *errs);

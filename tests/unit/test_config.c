@@ -3,7 +3,8 @@
  * and every error with its line number.
  *
  * Each test writes its configuration to a file of its own in a mkdtemp
- * directory and loads it with config_load(), as `ferry -t` does.
+ * directory and loads it as `ferry -t` does: config_load_checked() with
+ * tls_check_pair(), so tls_cert and tls_key name files that must load.
  *
  * Keys of features this build does not have yet are rejected with "not
  * supported yet". Their tests are driven by the HAVE_* switches below:
@@ -32,6 +33,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "tls.h"
 
 /* Flip to 1 when the feature lands (see the top of the file). */
 #define HAVE_STATS 1       /* [stats] listen, token */
@@ -95,6 +97,13 @@ write_conf(const char *text)
     return write_bytes(text, strlen(text));
 }
 
+/* config_load() as ferry calls it: TLS files are opened and checked. */
+static struct config *
+load(const char *path, struct config_errors *e)
+{
+    return config_load_checked(path, tls_check_pair, e);
+}
+
 static void
 print_errors(const struct config_errors *e)
 {
@@ -107,7 +116,7 @@ static struct config *
 load_ok(const char *text)
 {
     struct config_errors e;
-    struct config *cfg = config_load(write_conf(text), &e);
+    struct config *cfg = load(write_conf(text), &e);
 
     if (cfg == NULL || e.n != 0) {
         print_error("config rejected:\n%s\nerrors:\n", text);
@@ -122,7 +131,7 @@ load_ok(const char *text)
 static void
 load_bad(const char *text, struct config_errors *e)
 {
-    struct config *cfg = config_load(write_conf(text), e);
+    struct config *cfg = load(write_conf(text), e);
 
     if (cfg != NULL) {
         print_error("config accepted:\n%s\n", text);
@@ -1102,6 +1111,7 @@ static void
 test_tls_pair(void **state)
 {
     char c1[512], k1[512], c2[512], k2[512], text[2048];
+    struct config_errors e;
     struct config *c;
 
     (void)state;
@@ -1139,6 +1149,16 @@ test_tls_pair(void **state)
              "listen = 127.0.0.1:8443\nbackend = app\n" BE,
              c1, k1);
     assert_only_error(text, 2, "TLS termination needs mode = http");
+
+    /* Without a check, config_load() leaves the files alone. */
+    snprintf(text, sizeof(text),
+             "[frontend web]\ntls_cert = %s/none.pem\ntls_key = %s\n"
+             "listen = 127.0.0.1:8443\nbackend = app\n" BE,
+             g_dir, k2);
+    c = config_load(write_conf(text), &e);
+    assert_non_null(c);
+    assert_int_equal(e.n, 0);
+    config_free(c);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -1381,7 +1401,7 @@ test_unreadable_file(void **state)
 
     (void)state;
     snprintf(path, sizeof(path), "%s/does-not-exist.conf", g_dir);
-    assert_null(config_load(path, &e));
+    assert_null(load(path, &e));
     assert_int_equal(e.n, 1);
     snprintf(want, sizeof(want),
              "%s:0: cannot read the file: No such file or directory", path);
@@ -1390,7 +1410,7 @@ test_unreadable_file(void **state)
 
     /* A directory opens but cannot be read: still line 0. */
     snprintf(g_path, sizeof(g_path), "%s", g_dir);
-    assert_null(config_load(g_dir, &e));
+    assert_null(load(g_dir, &e));
     assert_error(&e, 0, "read error: Is a directory");
     config_errors_free(&e);
 }
@@ -1989,7 +2009,7 @@ test_nul_byte(void **state)
     struct config_errors e;
 
     (void)state;
-    assert_null(config_load(write_bytes(text, sizeof(text) - 1), &e));
+    assert_null(load(write_bytes(text, sizeof(text) - 1), &e));
     assert_int_equal(e.n, 1);
     assert_error(&e, 7, "line contains a NUL byte");
     config_errors_free(&e);
