@@ -887,12 +887,12 @@ config_defaults(struct config *cfg)
     cfg->family = FAMILY_IPV4;
     cfg->resolver_timeout = 1;
     cfg->resolver_attempts = 3;
-    cfg->min_ttl = 1;
-    cfg->max_ttl = 3600;
-    cfg->negative_ttl = 5;
-    cfg->stale_ttl = 3600;
-    cfg->jitter = 0.2;
-    cfg->prefetch = 0.1;
+    cfg->min_ttl = CONFIG_DEFAULT_MIN_TTL;
+    cfg->max_ttl = CONFIG_DEFAULT_MAX_TTL;
+    cfg->negative_ttl = CONFIG_DEFAULT_NEGATIVE_TTL;
+    cfg->stale_ttl = CONFIG_DEFAULT_STALE_TTL;
+    cfg->jitter = CONFIG_DEFAULT_JITTER;
+    cfg->prefetch = CONFIG_DEFAULT_PREFETCH;
     cfg->startup_timeout = 5;
 }
 

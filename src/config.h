@@ -20,6 +20,19 @@
 #define CONFIG_HOST_MAX 254      /* a DNS name, without trailing dot */
 #define CONFIG_ADDR_TEXT_MAX 64  /* "[v6]:port" as text */
 
+/*
+ * SPEC defaults of the [resolver] keys that tune the DNS cache. They are
+ * here, not in config.c, because dns_cache_config_default() gives the same
+ * ones to callers without a config (dns_cache may include config.h; config
+ * may not include dns_cache.h).
+ */
+#define CONFIG_DEFAULT_MIN_TTL 1.0        /* seconds */
+#define CONFIG_DEFAULT_MAX_TTL 3600.0     /* seconds */
+#define CONFIG_DEFAULT_NEGATIVE_TTL 5.0   /* seconds */
+#define CONFIG_DEFAULT_STALE_TTL 3600.0   /* seconds */
+#define CONFIG_DEFAULT_JITTER 0.2         /* fraction */
+#define CONFIG_DEFAULT_PREFETCH 0.1       /* fraction of the TTL */
+
 enum config_log_level {
     LOG_LEVEL_ERROR,
     LOG_LEVEL_WARN,
