@@ -26,8 +26,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "tls.h"
-
 /* inih's line buffer is INI_MAX_LINE (200) bytes, including "\r\n\0". */
 #define CONFIG_MAX_LINE 197
 #define CONFIG_MAX_WEIGHT 10000
@@ -65,7 +63,6 @@ struct config_key {
     config_parser parse;              /* typed parser */
     size_t offset;                    /* destination in the section struct */
     unsigned flags;                   /* KEY_* */
-    const char *unsupported;          /* non-NULL: rejected with this text */
 };
 
 /* One section instance seen in the file, with the lines its keys were on. */
@@ -79,6 +76,7 @@ struct config_sect {
 struct config_ctx {
     struct config *cfg;               /* being built */
     struct config_errors *errs;       /* collected errors */
+    config_tls_check tls_check;       /* opens TLS pairs; NULL = skip */
     const char *path;                 /* for messages */
     FILE *fp;                         /* file being read */
     char *linebuf;                    /* getline buffer */
@@ -817,67 +815,55 @@ p_server(struct config_ctx *ctx, void *dst, const char *v, char *err,
 #define WHOLE 0
 
 static const struct config_key config_keys[] = {
-    {SECT_GLOBAL, "workers", p_workers, G(workers), 0, NULL},
-    {SECT_GLOBAL, "max_connections", p_max_connections, G(max_connections),
-     0, NULL},
-    {SECT_GLOBAL, "shutdown_timeout", p_duration, G(shutdown_timeout), 0,
-     NULL},
-    {SECT_GLOBAL, "log_level", p_log_level, G(log_level), 0, NULL},
-    {SECT_GLOBAL, "access_log", p_access_log, G(access_log), 0, NULL},
+    {SECT_GLOBAL, "workers", p_workers, G(workers), 0},
+    {SECT_GLOBAL, "max_connections", p_max_connections, G(max_connections), 0},
+    {SECT_GLOBAL, "shutdown_timeout", p_duration, G(shutdown_timeout), 0},
+    {SECT_GLOBAL, "log_level", p_log_level, G(log_level), 0},
+    {SECT_GLOBAL, "access_log", p_access_log, G(access_log), 0},
 
-    {SECT_STATS, "listen", p_stats_listen, G(stats_listen), 0, NULL},
-    {SECT_STATS, "token", p_token, G(stats_token), 0, NULL},
+    {SECT_STATS, "listen", p_stats_listen, G(stats_listen), 0},
+    {SECT_STATS, "token", p_token, G(stats_token), 0},
 
-    {SECT_RESOLVER, "nameservers", p_nameservers, WHOLE, 0, NULL},
-    {SECT_RESOLVER, "hosts_file", p_path_or_off, G(hosts_file), 0, NULL},
-    {SECT_RESOLVER, "family", p_family, G(family), 0, NULL},
-    {SECT_RESOLVER, "timeout", p_duration_pos, G(resolver_timeout), 0, NULL},
-    {SECT_RESOLVER, "attempts", p_attempts, G(resolver_attempts), 0, NULL},
-    {SECT_RESOLVER, "min_ttl", p_duration, G(min_ttl), 0, NULL},
-    {SECT_RESOLVER, "max_ttl", p_duration_pos, G(max_ttl), 0, NULL},
-    {SECT_RESOLVER, "negative_ttl", p_duration_pos, G(negative_ttl), 0, NULL},
-    {SECT_RESOLVER, "stale_ttl", p_duration, G(stale_ttl), 0, NULL},
-    {SECT_RESOLVER, "jitter", p_percentage_below_one, G(jitter), 0, NULL},
-    {SECT_RESOLVER, "prefetch", p_percentage_below_one, G(prefetch), 0, NULL},
-    {SECT_RESOLVER, "startup_timeout", p_duration_pos, G(startup_timeout), 0, NULL},
+    {SECT_RESOLVER, "nameservers", p_nameservers, WHOLE, 0},
+    {SECT_RESOLVER, "hosts_file", p_path_or_off, G(hosts_file), 0},
+    {SECT_RESOLVER, "family", p_family, G(family), 0},
+    {SECT_RESOLVER, "timeout", p_duration_pos, G(resolver_timeout), 0},
+    {SECT_RESOLVER, "attempts", p_attempts, G(resolver_attempts), 0},
+    {SECT_RESOLVER, "min_ttl", p_duration, G(min_ttl), 0},
+    {SECT_RESOLVER, "max_ttl", p_duration_pos, G(max_ttl), 0},
+    {SECT_RESOLVER, "negative_ttl", p_duration_pos, G(negative_ttl), 0},
+    {SECT_RESOLVER, "stale_ttl", p_duration, G(stale_ttl), 0},
+    {SECT_RESOLVER, "jitter", p_percentage_below_one, G(jitter), 0},
+    {SECT_RESOLVER, "prefetch", p_percentage_below_one, G(prefetch), 0},
+    {SECT_RESOLVER, "startup_timeout", p_duration_pos, G(startup_timeout), 0},
 
-    {SECT_FRONTEND, "listen", p_listen, WHOLE, KEY_REPEAT | KEY_REQUIRED,
-     NULL},
-    {SECT_FRONTEND, "mode", p_mode, F(mode), 0, NULL},
-    {SECT_FRONTEND, "backend", p_backend_ref, WHOLE, KEY_REQUIRED, NULL},
-    {SECT_FRONTEND, "tls_cert", p_path, F(tls_cert), 0, NULL},
-    {SECT_FRONTEND, "tls_key", p_path, F(tls_key), 0, NULL},
-    {SECT_FRONTEND, "timeout_client", p_duration_pos, F(timeout_client), 0,
-     NULL},
-    {SECT_FRONTEND, "timeout_request", p_duration_pos, F(timeout_request), 0,
-     NULL},
-    {SECT_FRONTEND, "max_header_size", p_size, F(max_header_size), 0,
-     NULL},
-    {SECT_FRONTEND, "proxy_protocol", p_proxy_protocol, F(proxy_protocol), 0,
-     NULL},
+    {SECT_FRONTEND, "listen", p_listen, WHOLE, KEY_REPEAT | KEY_REQUIRED},
+    {SECT_FRONTEND, "mode", p_mode, F(mode), 0},
+    {SECT_FRONTEND, "backend", p_backend_ref, WHOLE, KEY_REQUIRED},
+    {SECT_FRONTEND, "tls_cert", p_path, F(tls_cert), 0},
+    {SECT_FRONTEND, "tls_key", p_path, F(tls_key), 0},
+    {SECT_FRONTEND, "timeout_client", p_duration_pos, F(timeout_client), 0},
+    {SECT_FRONTEND, "timeout_request", p_duration_pos, F(timeout_request), 0},
+    {SECT_FRONTEND, "max_header_size", p_size, F(max_header_size), 0},
+    {SECT_FRONTEND, "proxy_protocol", p_proxy_protocol, F(proxy_protocol), 0},
 
-    {SECT_BACKEND, "server", p_server, WHOLE, KEY_REPEAT | KEY_REQUIRED,
-     NULL},
-    {SECT_BACKEND, "balance", p_balance, B(balance), 0, NULL},
-    {SECT_BACKEND, "hash_key", p_hash_key, WHOLE, 0, NULL},
-    {SECT_BACKEND, "timeout_connect", p_duration_pos, B(timeout_connect), 0,
-     NULL},
-    {SECT_BACKEND, "timeout_server", p_duration_pos, B(timeout_server), 0,
-     NULL},
-    {SECT_BACKEND, "retries", p_retries, B(retries), 0, NULL},
-    {SECT_BACKEND, "health_check", p_health, B(health_check), 0, NULL},
-    {SECT_BACKEND, "health_path", p_health_path, B(health_path), 0, NULL},
-    {SECT_BACKEND, "health_expect", p_health_expect, WHOLE, 0, NULL},
-    {SECT_BACKEND, "health_interval", p_duration_pos, B(health_interval), 0, NULL},
-    {SECT_BACKEND, "health_timeout", p_duration_pos, B(health_timeout), 0, NULL},
-    {SECT_BACKEND, "rise", p_rise_fall, B(rise), 0, NULL},
-    {SECT_BACKEND, "fall", p_rise_fall, B(fall), 0, NULL},
-    {SECT_BACKEND, "passive_window", p_passive_window, B(passive_window), 0,
-     NULL},
+    {SECT_BACKEND, "server", p_server, WHOLE, KEY_REPEAT | KEY_REQUIRED},
+    {SECT_BACKEND, "balance", p_balance, B(balance), 0},
+    {SECT_BACKEND, "hash_key", p_hash_key, WHOLE, 0},
+    {SECT_BACKEND, "timeout_connect", p_duration_pos, B(timeout_connect), 0},
+    {SECT_BACKEND, "timeout_server", p_duration_pos, B(timeout_server), 0},
+    {SECT_BACKEND, "retries", p_retries, B(retries), 0},
+    {SECT_BACKEND, "health_check", p_health, B(health_check), 0},
+    {SECT_BACKEND, "health_path", p_health_path, B(health_path), 0},
+    {SECT_BACKEND, "health_expect", p_health_expect, WHOLE, 0},
+    {SECT_BACKEND, "health_interval", p_duration_pos, B(health_interval), 0},
+    {SECT_BACKEND, "health_timeout", p_duration_pos, B(health_timeout), 0},
+    {SECT_BACKEND, "rise", p_rise_fall, B(rise), 0},
+    {SECT_BACKEND, "fall", p_rise_fall, B(fall), 0},
+    {SECT_BACKEND, "passive_window", p_passive_window, B(passive_window), 0},
     {SECT_BACKEND, "passive_error_rate", p_percentage, B(passive_error_rate),
-     0, NULL},
-    {SECT_BACKEND, "slow_start", p_duration, B(slow_start), 0,
-     NULL},
+     0},
+    {SECT_BACKEND, "slow_start", p_duration, B(slow_start), 0},
 };
 
 #define CONFIG_NKEYS (sizeof(config_keys) / sizeof(config_keys[0]))
@@ -901,12 +887,12 @@ config_defaults(struct config *cfg)
     cfg->family = FAMILY_IPV4;
     cfg->resolver_timeout = 1;
     cfg->resolver_attempts = 3;
-    cfg->min_ttl = 1;
-    cfg->max_ttl = 3600;
-    cfg->negative_ttl = 5;
-    cfg->stale_ttl = 3600;
-    cfg->jitter = 0.2;
-    cfg->prefetch = 0.1;
+    cfg->min_ttl = CONFIG_DEFAULT_MIN_TTL;
+    cfg->max_ttl = CONFIG_DEFAULT_MAX_TTL;
+    cfg->negative_ttl = CONFIG_DEFAULT_NEGATIVE_TTL;
+    cfg->stale_ttl = CONFIG_DEFAULT_STALE_TTL;
+    cfg->jitter = CONFIG_DEFAULT_JITTER;
+    cfg->prefetch = CONFIG_DEFAULT_PREFETCH;
     cfg->startup_timeout = 5;
 }
 
@@ -1125,13 +1111,6 @@ config_handler(void *user, const char *section, const char *name,
                         label);
         return 1;
     }
-    if (key->unsupported != NULL) {
-        config_error_at(ctx, ctx->line,
-                        "'%s' is not supported yet (it belongs to %s, which "
-                        "this version of ferry does not have)",
-                        name, key->unsupported);
-        return 1;
-    }
     if (s->seen[ki] != 0 && !(key->flags & KEY_REPEAT)) {
         config_error_at(ctx, ctx->line,
                         "'%s' is set twice in %s (first on line %d)", name,
@@ -1286,7 +1265,8 @@ addr_overlaps(const struct sockaddr_storage *a,
     return false;
 }
 
-/* http and TLS keys of one frontend (the pair must load and match). */
+/* http and TLS keys of one frontend (the pair must load and match, which
+ * ctx->tls_check tells). */
 static void
 config_validate_http(struct config_ctx *ctx, struct config_frontend *fe,
                      size_t i)
@@ -1308,7 +1288,8 @@ config_validate_http(struct config_ctx *ctx, struct config_frontend *fe,
                         "mode = http", fe->name);
         return;
     }
-    if (tls_check_pair(fe->tls_cert, fe->tls_key, err, sizeof(err)) != 0)
+    if (ctx->tls_check != NULL &&
+        ctx->tls_check(fe->tls_cert, fe->tls_key, err, sizeof(err)) != 0)
         config_error_at(ctx, cl, "[frontend %s]: %s", fe->name, err);
 }
 
@@ -1402,7 +1383,8 @@ config_validate(struct config_ctx *ctx)
 /* ---------------------------------------------------------------------- */
 
 struct config *
-config_load(const char *path, struct config_errors *errs)
+config_load_checked(const char *path, config_tls_check tls_check,
+                    struct config_errors *errs)
 {
     struct config_ctx ctx;
     struct config *cfg;
@@ -1412,6 +1394,7 @@ config_load(const char *path, struct config_errors *errs)
     memset(&ctx, 0, sizeof(ctx));
     ctx.errs = errs;
     ctx.path = path;
+    ctx.tls_check = tls_check;
 
     cfg = calloc(1, sizeof(*cfg));
     if (cfg == NULL)
@@ -1460,6 +1443,12 @@ fail:
     free(ctx.sects);
     config_free(cfg);
     return NULL;
+}
+
+struct config *
+config_load(const char *path, struct config_errors *errs)
+{
+    return config_load_checked(path, NULL, errs);
 }
 
 void

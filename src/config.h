@@ -20,6 +20,19 @@
 #define CONFIG_HOST_MAX 254      /* a DNS name, without trailing dot */
 #define CONFIG_ADDR_TEXT_MAX 64  /* "[v6]:port" as text */
 
+/*
+ * SPEC defaults of the [resolver] keys that tune the DNS cache. They are
+ * here, not in config.c, because dns_cache_config_default() gives the same
+ * ones to callers without a config (dns_cache may include config.h; config
+ * may not include dns_cache.h).
+ */
+#define CONFIG_DEFAULT_MIN_TTL 1.0        /* seconds */
+#define CONFIG_DEFAULT_MAX_TTL 3600.0     /* seconds */
+#define CONFIG_DEFAULT_NEGATIVE_TTL 5.0   /* seconds */
+#define CONFIG_DEFAULT_STALE_TTL 3600.0   /* seconds */
+#define CONFIG_DEFAULT_JITTER 0.2         /* fraction */
+#define CONFIG_DEFAULT_PREFETCH 0.1       /* fraction of the TTL */
+
 enum config_log_level {
     LOG_LEVEL_ERROR,
     LOG_LEVEL_WARN,
@@ -172,10 +185,25 @@ struct config_errors {
 };
 
 /*
+ * Checks that a frontend's tls_cert and tls_key load and match: 0 if so,
+ * else -1 with a one-line reason in err. Opening them needs OpenSSL, a
+ * layer above config, so the caller hands the check in (ferry passes
+ * tls_check_pair) and config only says where and when it failed.
+ */
+typedef int (*config_tls_check)(const char *cert, const char *key, char *err,
+                                size_t errlen);
+
+/*
  * Load and validate path. On success returns a config and leaves errs empty;
  * on failure returns NULL and fills errs (the caller frees them with
  * config_errors_free). NULL with no error stored means out of memory.
+ * tls_check runs for each frontend with a tls_cert/tls_key pair, among the
+ * other checks across keys, and its errors join theirs in errs.
  */
+struct config *config_load_checked(const char *path,
+                                   config_tls_check tls_check,
+                                   struct config_errors *errs);
+/* Same without opening the TLS files (tests and tools that do not serve). */
 struct config *config_load(const char *path, struct config_errors *errs);
 void config_free(struct config *cfg);
 void config_errors_free(struct config_errors *errs);

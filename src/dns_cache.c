@@ -18,6 +18,8 @@
 #define XXH_INLINE_ALL
 #include <xxhash.h>
 
+#include "config.h" /* CONFIG_DEFAULT_*: SPEC defaults live with the keys */
+
 /* One table slot; e == NULL means empty. */
 struct dns_cache_slot {
     uint64_t hash;                      /* copy of e->hash */
@@ -267,12 +269,12 @@ entry_set_times(struct dns_cache *c, struct dns_cache_entry *e)
 void
 dns_cache_config_default(struct dns_cache_config *cfg)
 {
-    cfg->min_ttl = 1;
-    cfg->max_ttl = 3600;
-    cfg->negative_ttl = 5;
-    cfg->stale_ttl = 3600;
-    cfg->jitter = 0.2;
-    cfg->prefetch = 0.1;
+    cfg->min_ttl = CONFIG_DEFAULT_MIN_TTL;
+    cfg->max_ttl = CONFIG_DEFAULT_MAX_TTL;
+    cfg->negative_ttl = CONFIG_DEFAULT_NEGATIVE_TTL;
+    cfg->stale_ttl = CONFIG_DEFAULT_STALE_TTL;
+    cfg->jitter = CONFIG_DEFAULT_JITTER;
+    cfg->prefetch = CONFIG_DEFAULT_PREFETCH;
 }
 
 struct dns_cache *

@@ -229,7 +229,8 @@ struct dns_cache_entry {
     char name[];                        /* NUL-terminated, as given */
 };
 
-/* SPEC defaults: 1s, 1h, 5s, 1h, 20%, 10%. */
+/* SPEC defaults, those of the [resolver] keys (CONFIG_DEFAULT_* in
+ * config.h), for callers that have no struct config (benchmarks). */
 void dns_cache_config_default(struct dns_cache_config *cfg);
 
 /* Returns NULL on ENOMEM. ops is copied; ctx is passed to every op. */

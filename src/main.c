@@ -19,6 +19,7 @@
 #include "resolver.h"
 #include "runtime.h"
 #include "stats.h"
+#include "tls.h"
 
 #include "autoconfig.h"
 
@@ -68,6 +69,17 @@ print_errors(const char *path, struct config_errors *errs)
         fprintf(stderr, "%s:0: out of memory\n", path);
     for (size_t i = 0; i < errs->n; i++)
         fprintf(stderr, "%s\n", errs->msgs[i]);
+}
+
+/*
+ * Every load (start, -t, SIGHUP) goes through here, so each one checks the
+ * TLS files as well: config cannot open them itself (OpenSSL is a layer
+ * above it) and reports what tls_check_pair finds with the line.
+ */
+static struct config *
+load_config(const char *path, struct config_errors *errs)
+{
+    return config_load_checked(path, tls_check_pair, errs);
 }
 
 static void
@@ -160,7 +172,7 @@ hup_cb(struct ev_loop *loop, ev_signal *w, int revents)
     if (rt->stopping)
         return;
     log_info("SIGHUP: reloading %s", st->path);
-    cfg = config_load(st->path, &errs);
+    cfg = load_config(st->path, &errs);
     if (cfg == NULL) {
         if (errs.n == 0)
             log_error("reload failed: %s:0: out of memory", st->path);
@@ -238,7 +250,7 @@ main(int argc, char **argv)
         return EXIT_CONFIG;
     }
 
-    cfg = config_load(path, &errs);
+    cfg = load_config(path, &errs);
     if (cfg == NULL) {
         print_errors(path, &errs);
         config_errors_free(&errs);

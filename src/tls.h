@@ -45,7 +45,8 @@ struct tls_io {
 struct tls_ctx *tls_ctx_create(const char *cert, const char *key, char *err,
                                size_t errlen);
 void tls_ctx_free(struct tls_ctx *t);
-/* Validation only (ferry -t): 0 when the pair loads and matches. */
+/* Validation only (every config load, through config_load_checked): 0
+ * when the pair loads and matches. */
 int tls_check_pair(const char *cert, const char *key, char *err,
                    size_t errlen);
 

@@ -6,15 +6,17 @@
  * a loaded config satisfies what the data plane relies on, and a refused
  * one comes with "PATH:LINE: message" errors on lines that exist.
  *
- * TLS paths: config.c asks tls_check_pair() to load tls_cert and tls_key,
- * and OpenSSL opens them with a blocking fopen() and reads to the end. A
- * FIFO or /dev/stdin as a path blocks for ever, a character device or a
- * big file stalls the fuzzer. Linked with -Wl,--wrap=tls_check_pair, the
- * wrapper below only hands small regular files to the real function and
- * refuses anything else as tls.c itself should (see run.sh). It also
- * remembers the real answers: the files do not change during a run, and a
- * real check (an OpenSSL context, a key) takes milliseconds where a parse
- * takes a fraction of one.
+ * TLS paths: the input is loaded as ferry loads it, with a TLS check that
+ * loads tls_cert and tls_key, and OpenSSL opens them with a blocking
+ * fopen() and reads to the end. A FIFO or /dev/stdin as a path blocks for
+ * ever, a character device or a big file stalls the fuzzer. So the check
+ * handed to config_load_checked() is the guard below, which only passes
+ * small regular files to the real tls_check_pair() and refuses anything
+ * else as tls.c itself should. It also remembers the real answers: the
+ * files do not change during a run, and a real check (an OpenSSL context,
+ * a key) takes milliseconds where a parse takes a fraction of one. The
+ * guard's names come from the link with -Wl,--wrap=tls_check_pair (see
+ * run.sh), which calls the real function __real_tls_check_pair here.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -326,7 +328,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     int nlines = fuzz_count_lines(data, size);
 
     fuzz_write_input(data, size);
-    cfg = config_load(fuzz_path, &errs);
+    cfg = config_load_checked(fuzz_path, __wrap_tls_check_pair, &errs);
     if (cfg != NULL) {
         CHECK(errs.n == 0 && errs.msgs == NULL);
         check_loaded(cfg, nlines);

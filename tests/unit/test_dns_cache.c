@@ -122,6 +122,22 @@ test_config(void)
     return cfg;
 }
 
+/* The defaults for callers without a config are SPEC's [resolver] ones. */
+static void
+test_config_default(void **state)
+{
+    struct dns_cache_config cfg;
+
+    (void)state;
+    dns_cache_config_default(&cfg);
+    assert_true(fabs(cfg.min_ttl - 1) < EPS);
+    assert_true(fabs(cfg.max_ttl - 3600) < EPS);
+    assert_true(fabs(cfg.negative_ttl - 5) < EPS);
+    assert_true(fabs(cfg.stale_ttl - 3600) < EPS);
+    assert_true(fabs(cfg.jitter - 0.2) < EPS);
+    assert_true(fabs(cfg.prefetch - 0.1) < EPS);
+}
+
 static struct fake *
 fake_new(const struct dns_cache_config *cfg)
 {
@@ -1327,6 +1343,7 @@ int
 main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_config_default),
         cmocka_unit_test(test_miss_resolve_hit),
         cmocka_unit_test(test_coalesced),
         cmocka_unit_test(test_ten_thousand_lookups_one_query),
