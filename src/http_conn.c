@@ -62,27 +62,8 @@ http_conn_flow_scan(struct http_flow *f, const struct http_buf *h)
     }
 }
 
-bool
-http_conn_flow_complete(const struct http_flow *f)
-{
-    return f->done && f->ok == 0;
-}
 
 
-
-
-/* Bytes the request flow may send to the member now. */
-size_t
-http_conn_server_out_pending(const struct http_conn *c)
-{
-    return http_conn_buf_len(&c->sout) + c->rq.rqf.ok;
-}
-
-size_t
-http_conn_client_out_pending(const struct http_conn *c)
-{
-    return http_conn_buf_len(&c->cout) + c->rq.rsf.ok;
-}
 
 /* The client read step would read now (same test as client_read). */
 bool

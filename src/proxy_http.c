@@ -236,10 +236,10 @@ hc_log(struct http_conn *c)
         snprintf(up, sizeof(up), "-");
     log_access("http frontend=%s client=%s method=%s target=%s status=%u "
                "bytes=%llu member=%s duration_ms=%.0f upstream_ms=%s",
-               c->fe->name, c->peer_text, c->rq.method[0] ? c->rq.method : "-",
-               c->rq.target[0] ? c->rq.target : "-", c->rq.status,
+               c->fe->name, c->peer_text, c->log.method[0] ? c->log.method : "-",
+               c->log.target[0] ? c->log.target : "-", c->rq.status,
                (unsigned long long)c->rq.bytes_out,
-               c->rq.member_text[0] ? c->rq.member_text : "-",
+               c->log.member[0] ? c->log.member : "-",
                (ev_now(loop) - c->t_req) * 1000.0, up);
 }
 
@@ -273,7 +273,7 @@ hc_close(struct http_conn *c, const char *why, bool reset)
     if (c->in_request) {
         const char *mem = c->up.member ? c->up.member->addr_text : "-";
         log_debug("frontend %s: %s: request %s %s ended: %s (member %s)",
-                  c->fe->name, c->peer_text, c->rq.method, c->rq.target, why, mem);
+                  c->fe->name, c->peer_text, c->log.method, c->log.target, why, mem);
     }
     hc_log(c);
     upstream_req_cancel(&c->up);
@@ -325,6 +325,7 @@ hc_next_request(struct http_conn *c)
     hc_set_phase(c, HC_HEAD);
     http_msg_reset(&c->req);
     c->rq = (struct http_req){0};
+    c->log.member[0] = c->log.method[0] = c->log.target[0] = '\0';
     upstream_req_reset(&c->up);
     hbuf_put(&c->sout);
     hbuf_put(&c->sin);
@@ -483,14 +484,14 @@ request_remember(struct http_conn *c)
     const struct config_backend *bc = &c->be->cfg;
     size_t n;
 
-    n = r->method_s.len < sizeof(c->rq.method) - 1 ? r->method_s.len
-                                                 : sizeof(c->rq.method) - 1;
-    memcpy(c->rq.method, buf + r->method_s.off, n);
-    c->rq.method[n] = '\0';
-    n = r->target.len < sizeof(c->rq.target) - 1 ? r->target.len
-                                               : sizeof(c->rq.target) - 1;
-    memcpy(c->rq.target, buf + r->target.off, n);
-    c->rq.target[n] = '\0';
+    n = r->method_s.len < sizeof(c->log.method) - 1 ? r->method_s.len
+                                                 : sizeof(c->log.method) - 1;
+    memcpy(c->log.method, buf + r->method_s.off, n);
+    c->log.method[n] = '\0';
+    n = r->target.len < sizeof(c->log.target) - 1 ? r->target.len
+                                               : sizeof(c->log.target) - 1;
+    memcpy(c->log.target, buf + r->target.off, n);
+    c->log.target[n] = '\0';
 
     c->rq.has_key = false;
     if (bc->balance != BALANCE_HASH)
@@ -705,9 +706,9 @@ hc_dispatch(struct http_conn *c)
         return;
     }
     m = c->up.member;
-    memcpy(c->rq.member_text, m->addr_text, sizeof(c->rq.member_text));
+    memcpy(c->log.member, m->addr_text, sizeof(c->log.member));
     log_debug("frontend %s: %s: %s %s to %s", c->fe->name, c->peer_text,
-              c->rq.method, c->rq.target, m->addr_text);
+              c->log.method, c->log.target, m->addr_text);
     mc = upstream_idle_take(&c->ph->idle, m, mconn_cb, c);
     if (mc != NULL) {
         hc_attach(c, mc);
