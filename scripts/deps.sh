@@ -4,7 +4,7 @@ set -eu
 PKGS="build-essential autoconf automake libtool pkg-config
 libev-dev libc-ares-dev libssl-dev libinih-dev libxxhash-dev libcmocka-dev
 python3 python3-pytest curl procps iproute2 openssl dnsmasq-base clang
-libclang-rt-14-dev
+libclang-rt-14-dev clang-format
 prometheus chromium"
 missing=""
 for p in $PKGS; do

@@ -1,6 +1,6 @@
 #!/bin/sh
 # The whole test suite: installs dependencies, checks the layering of src/
-# (scripts/check-layers.py), builds ferry twice (plain, and with
+# (scripts/check-layers.py) and the layout (clang-format), builds ferry twice (plain, and with
 # ASan+UBSan), checks that clang builds it warning-free, fuzzes the parsers
 # for a bounded time (FUZZ_SECONDS, default 60 per target), and runs the
 # unit tests and the integration tests against both builds.
@@ -15,6 +15,8 @@ PY=/usr/bin/python3
 echo "== layers"
 $PY scripts/check-layers.py --self-test
 $PY scripts/check-layers.py
+echo "== format (make format-check: the tree is as make format leaves it)"
+clang-format --dry-run --Werror src/*.[ch] tests/unit/*.c
 
 run_suite() {
     dir=$1

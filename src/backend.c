@@ -56,8 +56,7 @@ backend_unref(struct backend *be)
 }
 
 static void
-backend_health_change(void *arg, struct member *m, bool up,
-                      const char *reason)
+backend_health_change(void *arg, struct member *m, bool up, const char *reason)
 {
     struct backend *be = arg;
 
@@ -67,7 +66,6 @@ backend_health_change(void *arg, struct member *m, bool up,
     /* health.c logged the transition; the picker must see it now. */
     balance_rebuild(be->pool.balance);
 }
-
 
 /* pool's on_remove: a member leaving the pool stops being checked. */
 static void
@@ -89,9 +87,9 @@ backend_probe_connect(void *arg, const struct member *m, int *fd)
 
 /* A growable array of addresses (control plane only). */
 struct addr_set {
-    struct sockaddr_storage *a;         /* addresses */
-    size_t n;                           /* in use */
-    size_t cap;                         /* allocated */
+    struct sockaddr_storage *a; /* addresses */
+    size_t n;                   /* in use */
+    size_t cap;                 /* allocated */
 };
 
 static bool
@@ -99,7 +97,7 @@ addr_set_has(const struct addr_set *set, const struct sockaddr_storage *ss)
 {
     for (size_t i = 0; i < set->n; i++)
         if (net_addr_equal((const struct sockaddr *)&set->a[i],
-                       (const struct sockaddr *)ss))
+                           (const struct sockaddr *)ss))
             return true;
     return false;
 }
@@ -150,8 +148,7 @@ backend_sync(struct backend *be)
         want.n = 0;
         for (size_t i = 0; i < be->nnames; i++) {
             struct dns_cache_entry *e = be->names[i].entry;
-            if (be->names[i].server != line ||
-                e->state != DNS_CACHE_RESOLVED)
+            if (be->names[i].server != line || e->state != DNS_CACHE_RESOLVED)
                 continue;
             for (size_t j = 0; j < e->naddrs; j++) {
                 struct sockaddr_storage ss = e->addrs[j];
@@ -180,8 +177,8 @@ backend_sync(struct backend *be)
                      be->name, s->spec, want.n, want.n == 1 ? "" : "es",
                      merged);
         else
-            log_info("backend %s: server %s now has %zu address%s",
-                     be->name, s->spec, want.n, want.n == 1 ? "" : "es");
+            log_info("backend %s: server %s now has %zu address%s", be->name,
+                     s->spec, want.n, want.n == 1 ? "" : "es");
     }
     free(claimed.a);
     free(want.a);
@@ -195,8 +192,7 @@ backend_sync(struct backend *be)
     for (size_t i = 0; i < be->pool.n; i++) {
         struct member *m = be->pool.members[i];
         if (m->health == NULL &&
-            health_member_attach(be->health, m,
-                                 be->cfg.servers[m->server].host,
+            health_member_attach(be->health, m, be->cfg.servers[m->server].host,
                                  ev_now(be->loop)) != 0)
             log_error("backend %s: out of memory attaching health checks",
                       be->name);
@@ -222,8 +218,7 @@ backend_name_event(struct dns_cache_listener *l, enum dns_cache_event ev,
     if (ev == DNS_CACHE_EV_EXPIRED)
         log_warn("backend %s: no usable answer for %s any more (last "
                  "error: %s); its members are removed",
-                 bn->be->name, e->name,
-                 e->last_error ? e->last_error : "none");
+                 bn->be->name, e->name, e->last_error ? e->last_error : "none");
     backend_sync(bn->be);
 }
 
@@ -313,9 +308,8 @@ backend_dns_lookup(struct backend *be, struct dns_cache_waiter *w)
         /* The entry's state is aged lazily: only a lookup tells. */
         enum dns_cache_result r = dns_cache_lookup_entry(cache, e, now, w);
         if (w != NULL)
-            log_debug("backend %s: no member; %s is %s (%s)", be->name,
-                      e->name, dns_cache_result_name(r),
-                      dns_cache_state_name(e->state));
+            log_debug("backend %s: no member; %s is %s (%s)", be->name, e->name,
+                      dns_cache_result_name(r), dns_cache_state_name(e->state));
         if (w != NULL && (r == DNS_CACHE_MISS || r == DNS_CACHE_COALESCED))
             return true;
     }
@@ -341,7 +335,7 @@ backend_find_old(const struct backend *old, const struct member *m)
         struct member *o = old->pool.members[i];
         if (strcmp(o->server_spec, m->server_spec) == 0 &&
             net_addr_equal((const struct sockaddr *)&o->addr,
-                       (const struct sockaddr *)&m->addr))
+                           (const struct sockaddr *)&m->addr))
             return o;
     }
     return NULL;
@@ -352,10 +346,9 @@ backend_find_old(const struct backend *old, const struct member *m)
  * replaced) members that stay take over old's health state and counters.
  */
 struct backend *
-backend_create(struct ev_loop *loop, struct dns *dns,
-               const struct config *cfg, const struct config_backend *cb,
-               struct backend *old, const struct backend_hooks *bh, char *err,
-               size_t errlen)
+backend_create(struct ev_loop *loop, struct dns *dns, const struct config *cfg,
+               const struct config_backend *cb, struct backend *old,
+               const struct backend_hooks *bh, char *err, size_t errlen)
 {
     struct backend *be = calloc(1, sizeof(*be));
     struct health_params hp;
@@ -401,14 +394,13 @@ backend_create(struct ev_loop *loop, struct dns *dns,
     /* The balancer exists before the first check result can arrive. */
     be->pool.balance = balance_create(cb->balance, &be->pool);
     if (be->pool.balance == NULL) {
-        snprintf(err, errlen, "backend %s: cannot set up balance %s",
-                 cb->name, config_balance_name(cb->balance));
+        snprintf(err, errlen, "backend %s: cannot set up balance %s", cb->name,
+                 config_balance_name(cb->balance));
         backend_unref(be);
         return NULL;
     }
     if (backend_add_names(be, cfg) != 0) {
-        snprintf(err, errlen, "backend %s: cannot set up DNS names",
-                 be->name);
+        snprintf(err, errlen, "backend %s: cannot set up DNS names", be->name);
         backend_unref(be);
         return NULL;
     }
@@ -446,4 +438,3 @@ oom:
     }
     return NULL;
 }
-

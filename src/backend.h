@@ -29,11 +29,11 @@ struct health_checker;
 
 /* A DNS name of a server line, for one address family. */
 struct backend_name {
-    struct backend *be;                 /* owner */
-    size_t server;                      /* server line index */
-    struct dns_cache_entry *entry;      /* the cache entry (pinned) */
-    struct dns_cache_listener lis;      /* answers -> pool */
-    struct dns_cache_waiter startw;     /* start-up resolution */
+    struct backend *be;             /* owner */
+    size_t server;                  /* server line index */
+    struct dns_cache_entry *entry;  /* the cache entry (pinned) */
+    struct dns_cache_listener lis;  /* answers -> pool */
+    struct dns_cache_waiter startw; /* start-up resolution */
 };
 
 /*
@@ -51,22 +51,22 @@ struct backend_hooks {
     int (*probe_connect)(const struct member *m, int *fd);
     /* Reload: m takes over what `from` (same address) had for traffic. */
     void (*carry_over)(struct member *from, struct member *m);
-    void *arg;                          /* first_round's argument */
+    void *arg; /* first_round's argument */
 };
 
 struct backend {
-    char name[CONFIG_NAME_MAX + 1];     /* section name (label) */
-    struct config_backend cfg;          /* settings; servers owned here */
-    struct pool pool;                   /* members */
-    struct health_checker *health;      /* active and passive checks */
-    struct dns *dns;                    /* where names are resolved */
-    struct backend_name *names;         /* server lines with DNS names */
-    size_t nnames;                      /* entries in names */
-    unsigned refs;                      /* owner + connections */
-    struct backend_hooks hooks;         /* owner's callbacks */
-    void *owner;                        /* hooks.arg; NULL once dropped */
-    struct ev_loop *loop;               /* loop its timers run on */
-    bool live;                          /* built: new members get checks */
+    char name[CONFIG_NAME_MAX + 1]; /* section name (label) */
+    struct config_backend cfg;      /* settings; servers owned here */
+    struct pool pool;               /* members */
+    struct health_checker *health;  /* active and passive checks */
+    struct dns *dns;                /* where names are resolved */
+    struct backend_name *names;     /* server lines with DNS names */
+    size_t nnames;                  /* entries in names */
+    unsigned refs;                  /* owner + connections */
+    struct backend_hooks hooks;     /* owner's callbacks */
+    void *owner;                    /* hooks.arg; NULL once dropped */
+    struct ev_loop *loop;           /* loop its timers run on */
+    bool live;                      /* built: new members get checks */
 };
 
 /*
@@ -75,12 +75,10 @@ struct backend {
  * and idle connections. Names already in the DNS cache fill the pool now.
  * On failure returns NULL with a message in err.
  */
-struct backend *backend_create(struct ev_loop *loop, struct dns *dns,
-                               const struct config *cfg,
-                               const struct config_backend *cb,
-                               struct backend *old,
-                               const struct backend_hooks *hooks, char *err,
-                               size_t errlen);
+struct backend *
+backend_create(struct ev_loop *loop, struct dns *dns, const struct config *cfg,
+               const struct config_backend *cb, struct backend *old,
+               const struct backend_hooks *hooks, char *err, size_t errlen);
 /* The owner lets go: DNS and health stop; connections still on it finish. */
 void backend_drop(struct backend *be);
 void backend_ref(struct backend *be);

@@ -24,8 +24,8 @@ balance_create(enum config_balance kind, struct pool *pool)
     const struct balance_ops *ops;
     struct balance *b;
 
-    if ((size_t)kind >= sizeof(balance_ops_by_kind) /
-                            sizeof(balance_ops_by_kind[0]))
+    if ((size_t)kind >=
+        sizeof(balance_ops_by_kind) / sizeof(balance_ops_by_kind[0]))
         return NULL;
     ops = balance_ops_by_kind[kind];
     if (ops == NULL)
@@ -134,8 +134,7 @@ balance_eligible(const struct member *m, const struct balance_ctx *ctx)
 }
 
 double
-balance_effective_weight(const struct member *m, double slow_start,
-                         double now)
+balance_effective_weight(const struct member *m, double slow_start, double now)
 {
     double w = (double)m->weight;
     double age = now - m->up_since;
@@ -166,8 +165,7 @@ balance_heap_reset(struct balance_heap *h, size_t cap)
         struct member **slots = malloc(cap * sizeof(*slots));
         uint32_t *pos = malloc(cap * sizeof(*pos));
 
-        if (nodes == NULL || slots == NULL || pos == NULL ||
-            cap > UINT32_MAX) {
+        if (nodes == NULL || slots == NULL || pos == NULL || cap > UINT32_MAX) {
             free(nodes);
             free(slots);
             free(pos);

@@ -36,30 +36,30 @@
 /* Members already tried by this request (so retries go elsewhere). */
 struct balance_tried {
     const struct member *m[BALANCE_TRIED_MAX]; /* tried members */
-    unsigned n;                         /* entries in use */
+    unsigned n;                                /* entries in use */
 };
 
 /* What the pick is for. */
 struct balance_ctx {
-    const void *key;                    /* hash key bytes, NULL if absent */
-    size_t keylen;                      /* length of key */
-    const struct balance_tried *tried;  /* may be NULL */
-    double now;                         /* loop time, for slow start */
+    const void *key;                   /* hash key bytes, NULL if absent */
+    size_t keylen;                     /* length of key */
+    const struct balance_tried *tried; /* may be NULL */
+    double now;                        /* loop time, for slow start */
 };
 
 enum balance_outcome {
-    BALANCE_OK,                         /* served (any non-5xx for http) */
-    BALANCE_CONNECT_ERROR,              /* connect refused/failed */
-    BALANCE_TIMEOUT,                    /* connect or server timeout */
-    BALANCE_SERVER_ERROR,               /* http 5xx from the member */
-    BALANCE_ABORTED,                    /* client went away: no verdict */
+    BALANCE_OK,            /* served (any non-5xx for http) */
+    BALANCE_CONNECT_ERROR, /* connect refused/failed */
+    BALANCE_TIMEOUT,       /* connect or server timeout */
+    BALANCE_SERVER_ERROR,  /* http 5xx from the member */
+    BALANCE_ABORTED,       /* client went away: no verdict */
 };
 
 struct balance;
 
 struct balance_ops {
     const char *name;
-    size_t size;                        /* sizeof the algorithm's state */
+    size_t size; /* sizeof the algorithm's state */
     /* Called after the pool's membership, weights or states changed. */
     int (*rebuild)(struct balance *b);
     struct member *(*pick)(struct balance *b, const struct balance_ctx *ctx);
@@ -72,8 +72,8 @@ struct balance_ops {
 
 /* Base embedded first in every algorithm's state. */
 struct balance {
-    const struct balance_ops *ops;      /* the algorithm */
-    struct pool *pool;                  /* members to pick from */
+    const struct balance_ops *ops; /* the algorithm */
+    struct pool *pool;             /* members to pick from */
 };
 
 struct balance *balance_create(enum config_balance kind, struct pool *pool);
@@ -106,25 +106,25 @@ double balance_effective_weight(const struct member *m, double slow_start,
  * so a member's node is found in O(1) when its key changes.
  */
 struct balance_node {
-    double key;                         /* primary order, smallest first */
-    uint64_t seq;                       /* tie-break, smallest first */
-    uint32_t slot;                      /* index into slots[] and pos[] */
+    double key;    /* primary order, smallest first */
+    uint64_t seq;  /* tie-break, smallest first */
+    uint32_t slot; /* index into slots[] and pos[] */
 };
 
 struct balance_heap {
-    struct balance_node *nodes;         /* heap array, nodes[0] = minimum */
-    struct member **slots;              /* slot -> member */
-    uint32_t *pos;                      /* slot -> position in nodes */
-    size_t n;                           /* nodes in use */
-    size_t cap;                         /* slots allocated in each array */
+    struct balance_node *nodes; /* heap array, nodes[0] = minimum */
+    struct member **slots;      /* slot -> member */
+    uint32_t *pos;              /* slot -> position in nodes */
+    size_t n;                   /* nodes in use */
+    size_t cap;                 /* slots allocated in each array */
 };
 
 /* Empties h and makes room for cap nodes; -1 on ENOMEM (h unchanged). */
 int balance_heap_reset(struct balance_heap *h, size_t cap);
 void balance_heap_free(struct balance_heap *h);
 /* Appends a node in arbitrary order; call balance_heap_order after. */
-void balance_heap_append(struct balance_heap *h, struct member *m,
-                         double key, uint64_t seq);
+void balance_heap_append(struct balance_heap *h, struct member *m, double key,
+                         uint64_t seq);
 /* Restores heap order over everything appended (O(n)). */
 void balance_heap_order(struct balance_heap *h);
 /* Re-places the node at position i after its key or seq changed. */

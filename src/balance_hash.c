@@ -42,23 +42,23 @@
 
 /* One class of members: normal ([0]) or backup ([1]). */
 struct hash_ring {
-    uint64_t *all;                      /* point << 32 | slot, sorted */
-    size_t nall;                        /* entries in all */
-    uint64_t *act;                      /* all, filtered to up members */
-    size_t nact;                        /* entries in act */
-    struct member **slots;              /* slot -> member, by address */
-    size_t nslots;                      /* members in the ring */
-    uint32_t *index;                    /* bucket -> first act entry in it */
-    unsigned shift;                     /* point >> shift = bucket */
+    uint64_t *all;         /* point << 32 | slot, sorted */
+    size_t nall;           /* entries in all */
+    uint64_t *act;         /* all, filtered to up members */
+    size_t nact;           /* entries in act */
+    struct member **slots; /* slot -> member, by address */
+    size_t nslots;         /* members in the ring */
+    uint32_t *index;       /* bucket -> first act entry in it */
+    unsigned shift;        /* point >> shift = bucket */
 };
 
 struct balance_hash {
-    struct balance base;                /* must be first */
-    struct hash_ring ring[2];           /* [backup] */
-    struct balance *rotation;           /* weighted, for key-less picks */
-    uint64_t version;                   /* pool->version built for */
-    uint64_t shape;                     /* fingerprint of the full rings */
-    bool built;                         /* full rings exist */
+    struct balance base;      /* must be first */
+    struct hash_ring ring[2]; /* [backup] */
+    struct balance *rotation; /* weighted, for key-less picks */
+    uint64_t version;         /* pool->version built for */
+    uint64_t shape;           /* fingerprint of the full rings */
+    bool built;               /* full rings exist */
 };
 
 static bool
@@ -283,8 +283,7 @@ hash_successor_from(const struct hash_ring *r, uint32_t point, size_t pos)
 static inline size_t
 hash_successor(const struct hash_ring *r, uint32_t point)
 {
-    return hash_successor_from(r, point,
-                               r->index[(uint64_t)point >> r->shift]);
+    return hash_successor_from(r, point, r->index[(uint64_t)point >> r->shift]);
 }
 
 /* From pos, the first entry whose member is eligible; -1 if none. */

@@ -19,17 +19,17 @@
 
 /* One class of members: normal ([0]) or backup ([1]). */
 struct lc_class {
-    struct balance_heap heap;           /* members by (load, stamp) */
-    uint32_t owner;                     /* tags bal_tag of our members */
+    struct balance_heap heap; /* members by (load, stamp) */
+    uint32_t owner;           /* tags bal_tag of our members */
 };
 
 struct balance_lc {
-    struct balance base;                /* must be first */
-    struct lc_class cls[2];             /* [backup] */
-    uint64_t clock;                     /* last-pick stamps, increasing */
-    uint64_t version;                   /* pool->version built for */
-    size_t next;                        /* rotation start of the slow scan */
-    double now;                         /* loop time of the last pick */
+    struct balance base;    /* must be first */
+    struct lc_class cls[2]; /* [backup] */
+    uint64_t clock;         /* last-pick stamps, increasing */
+    uint64_t version;       /* pool->version built for */
+    size_t next;            /* rotation start of the slow scan */
+    double now;             /* loop time of the last pick */
 };
 
 static double
@@ -131,9 +131,8 @@ lc_node(struct balance_lc *lc, const struct member *m, struct lc_class **cp)
     struct lc_class *c = &lc->cls[m->backup];
     uint64_t slot = m->bal_tag & UINT32_MAX;
 
-    if (lc->version != lc->base.pool->version ||
-        m->bal_tag >> 32 != c->owner || slot >= c->heap.n ||
-        c->heap.slots[slot] != m)
+    if (lc->version != lc->base.pool->version || m->bal_tag >> 32 != c->owner ||
+        slot >= c->heap.n || c->heap.slots[slot] != m)
         return NULL;
     *cp = c;
     return &c->heap.nodes[c->heap.pos[slot]];

@@ -4,8 +4,8 @@
 #include "balance.h"
 
 struct balance_rr {
-    struct balance base;                /* must be first */
-    size_t next;                        /* index to try first */
+    struct balance base; /* must be first */
+    size_t next;         /* index to try first */
 };
 
 static int

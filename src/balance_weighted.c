@@ -41,29 +41,29 @@
 
 /* A member of a small class, as the nginx loop needs it. */
 struct wrr_entry {
-    struct member *m;                   /* the member (deref'd if it wins) */
-    double weight;                      /* configured weight */
-    double current;                     /* nginx current weight */
-    double ramp_end;                    /* end of its slow start */
+    struct member *m; /* the member (deref'd if it wins) */
+    double weight;    /* configured weight */
+    double current;   /* nginx current weight */
+    double ramp_end;  /* end of its slow start */
 };
 
 /* One class of members: normal ([0]) or backup ([1]). */
 struct wrr_class {
-    struct balance_heap heap;           /* large: members by next deadline */
-    struct wrr_entry *small;            /* small: members in pool order */
-    size_t nsmall;                      /* entries in small */
-    bool large;                         /* heap in use (else small) */
-    double vtime;                       /* deadline of the last pick */
-    uint32_t own_small;                 /* owner id for nginx currents */
-    uint32_t own_large;                 /* owner id for deadlines */
+    struct balance_heap heap; /* large: members by next deadline */
+    struct wrr_entry *small;  /* small: members in pool order */
+    size_t nsmall;            /* entries in small */
+    bool large;               /* heap in use (else small) */
+    double vtime;             /* deadline of the last pick */
+    uint32_t own_small;       /* owner id for nginx currents */
+    uint32_t own_large;       /* owner id for deadlines */
 };
 
 struct balance_wrr {
-    struct balance base;                /* must be first */
-    struct wrr_class cls[2];            /* [backup] */
-    uint32_t gen;                       /* rebuild generation */
-    uint64_t version;                   /* pool->version built for */
-    double now;                         /* loop time of the last pick */
+    struct balance base;     /* must be first */
+    struct wrr_class cls[2]; /* [backup] */
+    uint32_t gen;            /* rebuild generation */
+    uint64_t version;        /* pool->version built for */
+    double now;              /* loop time of the last pick */
 };
 
 static bool
@@ -247,8 +247,8 @@ wrr_pick_heap(struct balance_wrr *w, struct wrr_class *c,
     m = c->heap.slots[nd->slot];
     if (nd->key > c->vtime)
         c->vtime = nd->key;
-    nd->key += 1.0 / balance_effective_weight(m, w->base.pool->slow_start,
-                                              ctx->now);
+    nd->key += 1.0 /
+               balance_effective_weight(m, w->base.pool->slow_start, ctx->now);
     m->bal_current = nd->key;
     balance_heap_fix(&c->heap, (size_t)i);
     if (c->vtime > WRR_RENORM_AT)

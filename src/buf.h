@@ -11,10 +11,10 @@
 #define BUF_SIZE (16 * 1024)
 
 struct buf {
-    struct buf *next;                   /* free-list link */
-    size_t start;                       /* first unsent byte */
-    size_t end;                         /* one past the last byte */
-    char data[BUF_SIZE];                /* payload */
+    struct buf *next;    /* free-list link */
+    size_t start;        /* first unsent byte */
+    size_t end;          /* one past the last byte */
+    char data[BUF_SIZE]; /* payload */
 };
 
 struct buf *buf_get(void);

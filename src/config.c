@@ -54,8 +54,8 @@ struct config_ctx;
 typedef int (*config_parser)(struct config_ctx *ctx, void *dst,
                              const char *value, char *err, size_t errlen);
 
-#define KEY_REPEAT 0x1          /* may appear several times */
-#define KEY_REQUIRED 0x2        /* must appear once per section */
+#define KEY_REPEAT 0x1   /* may appear several times */
+#define KEY_REQUIRED 0x2 /* must appear once per section */
 
 struct config_key {
     enum config_section_kind section; /* where the key may appear */
@@ -67,31 +67,30 @@ struct config_key {
 
 /* One section instance seen in the file, with the lines its keys were on. */
 struct config_sect {
-    enum config_section_kind kind;    /* which section */
-    size_t index;                     /* frontend/backend index */
-    int line;                         /* line of the header */
-    int *seen;                        /* per key of the table: line or 0 */
+    enum config_section_kind kind; /* which section */
+    size_t index;                  /* frontend/backend index */
+    int line;                      /* line of the header */
+    int *seen;                     /* per key of the table: line or 0 */
 };
 
 struct config_ctx {
-    struct config *cfg;               /* being built */
-    struct config_errors *errs;       /* collected errors */
-    config_tls_check tls_check;       /* opens TLS pairs; NULL = skip */
-    const char *path;                 /* for messages */
-    FILE *fp;                         /* file being read */
-    char *linebuf;                    /* getline buffer */
-    size_t linecap;                   /* its capacity */
-    int line;                         /* current line number */
-    struct config_sect *sects;        /* sections seen so far */
-    size_t nsects;                    /* entries in sects */
-    struct config_sect *cur;          /* section keys go to; NULL = none */
-    bool cur_invalid;                 /* bad header: ignore its keys */
-    bool oom;                         /* an allocation failed */
+    struct config *cfg;         /* being built */
+    struct config_errors *errs; /* collected errors */
+    config_tls_check tls_check; /* opens TLS pairs; NULL = skip */
+    const char *path;           /* for messages */
+    FILE *fp;                   /* file being read */
+    char *linebuf;              /* getline buffer */
+    size_t linecap;             /* its capacity */
+    int line;                   /* current line number */
+    struct config_sect *sects;  /* sections seen so far */
+    size_t nsects;              /* entries in sects */
+    struct config_sect *cur;    /* section keys go to; NULL = none */
+    bool cur_invalid;           /* bad header: ignore its keys */
+    bool oom;                   /* an allocation failed */
 };
 
-static void config_error_at(struct config_ctx *ctx, int line,
-                            const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+static void config_error_at(struct config_ctx *ctx, int line, const char *fmt,
+                            ...) __attribute__((format(printf, 3, 4)));
 
 static void
 config_error_at(struct config_ctx *ctx, int line, const char *fmt, ...)
@@ -394,8 +393,7 @@ valid_name(const char *s)
     if (len == 0 || len > CONFIG_NAME_MAX)
         return false;
     for (; *s; s++)
-        if (!isalnum((unsigned char)*s) && *s != '_' && *s != '-' &&
-            *s != '.')
+        if (!isalnum((unsigned char)*s) && *s != '_' && *s != '-' && *s != '.')
             return false;
     return true;
 }
@@ -403,10 +401,10 @@ valid_name(const char *s)
 /* ---------------------------------------------------------------------- */
 /* Key parsers: (ctx, dst, value, err).                                    */
 
-#define EXPECT(...)                                                          \
-    do {                                                                     \
-        snprintf(err, errlen, __VA_ARGS__);                                  \
-        return -1;                                                           \
+#define EXPECT(...)                                                            \
+    do {                                                                       \
+        snprintf(err, errlen, __VA_ARGS__);                                    \
+        return -1;                                                             \
     } while (0)
 
 static int
@@ -458,14 +456,14 @@ p_percentage_below_one(struct config_ctx *ctx, void *dst, const char *v,
     return 0;
 }
 
-#define UINT_PARSER(fn, lo, hi)                                              \
-    static int fn(struct config_ctx *ctx, void *dst, const char *v,          \
-                  char *err, size_t errlen)                                  \
-    {                                                                        \
-        if (config_parse_uint(v, lo, hi, dst) != 0)                          \
-            EXPECT("a whole number from %u to %u", (unsigned)(lo),          \
-                   (unsigned)(hi));                                          \
-        return 0;                                                            \
+#define UINT_PARSER(fn, lo, hi)                                                \
+    static int fn(struct config_ctx *ctx, void *dst, const char *v, char *err, \
+                  size_t errlen)                                               \
+    {                                                                          \
+        if (config_parse_uint(v, lo, hi, dst) != 0)                            \
+            EXPECT("a whole number from %u to %u", (unsigned)(lo),             \
+                   (unsigned)(hi));                                            \
+        return 0;                                                              \
     }
 
 UINT_PARSER(p_max_connections, 1, 1000000)
@@ -503,16 +501,16 @@ match_word(const char *v, const char *const *words, int *out)
     return -1;
 }
 
-#define ENUM_PARSER(fn, type, expect, ...)                                   \
-    static int fn(struct config_ctx *ctx, void *dst, const char *v,          \
-                  char *err, size_t errlen)                                  \
-    {                                                                        \
-        static const char *const words[] = {__VA_ARGS__, NULL};              \
-        int i;                                                               \
-        if (match_word(v, words, &i) != 0)                                   \
-            EXPECT("one of %s", expect);                                     \
-        *(type *)dst = (type)i;                                              \
-        return 0;                                                            \
+#define ENUM_PARSER(fn, type, expect, ...)                                     \
+    static int fn(struct config_ctx *ctx, void *dst, const char *v, char *err, \
+                  size_t errlen)                                               \
+    {                                                                          \
+        static const char *const words[] = {__VA_ARGS__, NULL};                \
+        int i;                                                                 \
+        if (match_word(v, words, &i) != 0)                                     \
+            EXPECT("one of %s", expect);                                       \
+        *(type *)dst = (type)i;                                                \
+        return 0;                                                              \
     }
 
 /* Word order follows the enums in config.h. */
@@ -520,12 +518,12 @@ ENUM_PARSER(p_log_level, enum config_log_level, "error, warn, info, debug",
             "error", "warn", "info", "debug")
 ENUM_PARSER(p_mode, enum config_mode, "http, tcp", "http", "tcp")
 ENUM_PARSER(p_balance, enum config_balance,
-            "roundrobin, weighted, leastconn, hash", "roundrobin",
-            "weighted", "leastconn", "hash")
+            "roundrobin, weighted, leastconn, hash", "roundrobin", "weighted",
+            "leastconn", "hash")
 ENUM_PARSER(p_health, enum config_health, "none, tcp, http", "none", "tcp",
             "http")
-ENUM_PARSER(p_proxy_protocol, enum config_proxy_protocol, "off, v1, v2",
-            "off", "v1", "v2")
+ENUM_PARSER(p_proxy_protocol, enum config_proxy_protocol, "off, v1, v2", "off",
+            "v1", "v2")
 ENUM_PARSER(p_family, enum config_family, "ipv4, ipv6, any", "ipv4", "ipv6",
             "any")
 
@@ -663,7 +661,8 @@ p_nameservers(struct config_ctx *ctx, void *dst, const char *v, char *err,
         struct config_nameserver *grown;
         while (isspace((unsigned char)*tok))
             tok++;
-        for (char *e = tok + strlen(tok); e > tok && isspace((unsigned char)e[-1]);)
+        for (char *e = tok + strlen(tok);
+             e > tok && isspace((unsigned char)e[-1]);)
             *--e = '\0';
         grown = realloc(arr, (n + 1) * sizeof(*arr));
         if (grown == NULL)
@@ -1028,8 +1027,8 @@ config_open_section(struct config_ctx *ctx, const char *content)
         fe->line = ctx->line;
         s->index = cfg->nfrontends++;
     } else if (kind == SECT_BACKEND) {
-        struct config_backend *be =
-            realloc(cfg->backends, (cfg->nbackends + 1) * sizeof(*be));
+        struct config_backend *be = realloc(cfg->backends,
+                                            (cfg->nbackends + 1) * sizeof(*be));
         if (be == NULL) {
             free(s->seen);
             ctx->oom = true;
@@ -1066,8 +1065,7 @@ config_sect_label(struct config_ctx *ctx, struct config_sect *s, char *buf,
                   size_t len)
 {
     if (s->kind == SECT_FRONTEND)
-        snprintf(buf, len, "[frontend %s]",
-                 ctx->cfg->frontends[s->index].name);
+        snprintf(buf, len, "[frontend %s]", ctx->cfg->frontends[s->index].name);
     else if (s->kind == SECT_BACKEND)
         snprintf(buf, len, "[backend %s]", ctx->cfg->backends[s->index].name);
     else
@@ -1107,8 +1105,7 @@ config_handler(void *user, const char *section, const char *name,
     }
     config_sect_label(ctx, s, label, sizeof(label));
     if (key == NULL) {
-        config_error_at(ctx, ctx->line, "unknown key '%s' in %s", name,
-                        label);
+        config_error_at(ctx, ctx->line, "unknown key '%s' in %s", name, label);
         return 1;
     }
     if (s->seen[ki] != 0 && !(key->flags & KEY_REPEAT)) {
@@ -1181,8 +1178,7 @@ config_reader(char *str, int num, void *stream)
             ctx->cur_invalid = true;
             goto skip;
         }
-        snprintf(content, sizeof(content), "%.*s", (int)(close - p - 1),
-                 p + 1);
+        snprintf(content, sizeof(content), "%.*s", (int)(close - p - 1), p + 1);
         config_open_section(ctx, content);
         /* inih still sees the header, so its section argument is right. */
         snprintf(str, (size_t)num, "[%s]\n", content);
@@ -1284,8 +1280,10 @@ config_validate_http(struct config_ctx *ctx, struct config_frontend *fe,
     if (fe->tls_cert == NULL)
         return;
     if (fe->mode != MODE_HTTP) {
-        config_error_at(ctx, cl, "[frontend %s]: TLS termination needs "
-                        "mode = http", fe->name);
+        config_error_at(ctx, cl,
+                        "[frontend %s]: TLS termination needs "
+                        "mode = http",
+                        fe->name);
         return;
     }
     if (ctx->tls_check != NULL &&
@@ -1329,10 +1327,9 @@ config_validate(struct config_ctx *ctx)
                                 fe->name, fe->backend_name);
         }
         if (fe->proxy_protocol != PROXY_PROTOCOL_OFF && fe->mode != MODE_TCP)
-            config_error_at(ctx,
-                            config_key_line(ctx, SECT_FRONTEND, i,
-                                            "proxy_protocol"),
-                            "proxy_protocol needs mode = tcp");
+            config_error_at(
+                ctx, config_key_line(ctx, SECT_FRONTEND, i, "proxy_protocol"),
+                "proxy_protocol needs mode = tcp");
         if (found && fe->mode == MODE_TCP &&
             cfg->backends[fe->backend].balance == BALANCE_HASH &&
             cfg->backends[fe->backend].hash_key != HASH_KEY_CLIENT_IP)
@@ -1347,8 +1344,7 @@ config_validate(struct config_ctx *ctx)
             if (cfg->stats_enabled &&
                 addr_overlaps(&a->ss, &cfg->stats_listen.ss))
                 config_error_at(ctx, a->line,
-                                "listen %s is also the stats address",
-                                a->text);
+                                "listen %s is also the stats address", a->text);
             for (size_t j = 0; j <= i; j++) {
                 struct config_frontend *o = &cfg->frontends[j];
                 for (size_t m = 0; m < (j == i ? l : o->nlisten); m++) {
@@ -1370,8 +1366,7 @@ config_validate(struct config_ctx *ctx)
                 if (strcmp(be->servers[o].spec, sv->spec) == 0 ||
                     (sv->is_literal && be->servers[o].is_literal &&
                      sv->addrlen == be->servers[o].addrlen &&
-                     memcmp(&sv->addr, &be->servers[o].addr,
-                            sv->addrlen) == 0))
+                     memcmp(&sv->addr, &be->servers[o].addr, sv->addrlen) == 0))
                     config_error_at(ctx, sv->line,
                                     "server %s is listed twice (first on "
                                     "line %d)",
@@ -1492,7 +1487,7 @@ config_mode_name(enum config_mode m)
 const char *
 config_balance_name(enum config_balance b)
 {
-    static const char *const names[] = {"roundrobin", "weighted",
-                                        "leastconn", "hash"};
+    static const char *const names[] = {"roundrobin", "weighted", "leastconn",
+                                        "hash"};
     return names[b];
 }

@@ -33,51 +33,51 @@ struct frontend;
 struct backend;
 
 enum conn_state {
-    CONN_NEW,                           /* accepted, nothing picked yet */
-    CONN_RESOLVING,                     /* pool empty: waiting on DNS */
-    CONN_CONNECTING,                    /* connecting to a member */
-    CONN_TUNNEL,                        /* bytes flow both ways */
-    CONN_CLOSED,                        /* done; waiting to be freed */
+    CONN_NEW,        /* accepted, nothing picked yet */
+    CONN_RESOLVING,  /* pool empty: waiting on DNS */
+    CONN_CONNECTING, /* connecting to a member */
+    CONN_TUNNEL,     /* bytes flow both ways */
+    CONN_CLOSED,     /* done; waiting to be freed */
 };
 
 /* One socket of the pair and the bytes read from it not yet forwarded. */
 struct conn_side {
-    int fd;                             /* socket, -1 when closed */
-    ev_io rio;                          /* readable watcher */
-    ev_io wio;                          /* writable watcher */
-    struct buf *buf;                    /* read from here, to the peer */
-    int pipe[2];                        /* splice path: -1 until bulk */
-    size_t piped;                       /* bytes in pipe, not yet sent */
-    bool eof;                           /* peer sent FIN (read returned 0) */
-    bool shut;                          /* we sent FIN (SHUT_WR) here */
-    double last;                        /* last progress on this side */
-    uint64_t bytes_in;                  /* bytes read from this side */
+    int fd;            /* socket, -1 when closed */
+    ev_io rio;         /* readable watcher */
+    ev_io wio;         /* writable watcher */
+    struct buf *buf;   /* read from here, to the peer */
+    int pipe[2];       /* splice path: -1 until bulk */
+    size_t piped;      /* bytes in pipe, not yet sent */
+    bool eof;          /* peer sent FIN (read returned 0) */
+    bool shut;         /* we sent FIN (SHUT_WR) here */
+    double last;       /* last progress on this side */
+    uint64_t bytes_in; /* bytes read from this side */
 };
 
 /* One TCP proxy instance: its connections on one loop. */
 struct conn_set {
-    struct proxy_env env;               /* loop, accounting hook */
-    struct list open;                   /* every open conn */
-    struct list closed;                 /* closed, freed by conn_reap */
-    struct log_limit socket_log;        /* no socket for a member conn */
+    struct proxy_env env;        /* loop, accounting hook */
+    struct list open;            /* every open conn */
+    struct list closed;          /* closed, freed by conn_reap */
+    struct log_limit socket_log; /* no socket for a member conn */
 };
 
 struct conn {
-    enum conn_state state;              /* see the diagram above */
-    struct conn_set *set;               /* owner */
-    struct frontend *fe;                /* accepted on (ref held) */
-    struct backend *be;                 /* started on (ref held) */
-    struct conn_side client;            /* accepted socket */
-    struct conn_side server;            /* socket to the member */
-    struct upstream_req up;             /* member picked, tried, waits */
-    ev_timer timer;                     /* connect and idle timeouts */
-    double started;                     /* accept time */
-    double connect_started;             /* current connect attempt began */
-    struct sockaddr_storage peer;       /* client address */
-    socklen_t peerlen;                  /* length of peer */
+    enum conn_state state;                /* see the diagram above */
+    struct conn_set *set;                 /* owner */
+    struct frontend *fe;                  /* accepted on (ref held) */
+    struct backend *be;                   /* started on (ref held) */
+    struct conn_side client;              /* accepted socket */
+    struct conn_side server;              /* socket to the member */
+    struct upstream_req up;               /* member picked, tried, waits */
+    ev_timer timer;                       /* connect and idle timeouts */
+    double started;                       /* accept time */
+    double connect_started;               /* current connect attempt began */
+    struct sockaddr_storage peer;         /* client address */
+    socklen_t peerlen;                    /* length of peer */
     char peer_text[CONFIG_ADDR_TEXT_MAX]; /* client "IP:PORT" */
-    const char *end;                    /* how it ended (access log) */
-    struct list link;                   /* set's open or closed list */
+    const char *end;                      /* how it ended (access log) */
+    struct list link;                     /* set's open or closed list */
 };
 
 /* Closes both sockets (FIN), releases the member, and queues the memory. */

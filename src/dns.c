@@ -15,27 +15,26 @@
 
 /* One query on its way: the resolver's callback argument. */
 struct dns_query {
-    struct dns *d;                      /* owner */
-    struct dns_cache_entry *e;          /* entry the answer is for */
+    struct dns *d;             /* owner */
+    struct dns_cache_entry *e; /* entry the answer is for */
 };
 
 struct dns {
-    struct ev_loop *loop;               /* the loop everything runs on */
-    struct resolver *res;               /* c-ares channel(s) */
-    struct dns_cache *cache;            /* entries, waiters, listeners */
-    ev_idle pending;                    /* runs dns_cache_run_pending */
-    ev_timer tick;                      /* fires at the next deadline */
-    ev_prepare rearm;                   /* re-aims tick before each poll */
-    double tick_at;                     /* deadline tick is armed for */
-    struct sockaddr_storage *scratch;   /* answer conversion buffer */
-    size_t scratch_cap;                 /* slots in scratch */
-    uint64_t rng;                       /* xorshift state for jitter */
-    struct dns_name_stats **names;      /* upstream query stats, by name */
-    size_t nnames;                      /* entries in names */
-    struct dns_name_stats **slots;      /* open-addressing index of names */
-    size_t nslots;                      /* power of two, > 2 * nnames */
+    struct ev_loop *loop;             /* the loop everything runs on */
+    struct resolver *res;             /* c-ares channel(s) */
+    struct dns_cache *cache;          /* entries, waiters, listeners */
+    ev_idle pending;                  /* runs dns_cache_run_pending */
+    ev_timer tick;                    /* fires at the next deadline */
+    ev_prepare rearm;                 /* re-aims tick before each poll */
+    double tick_at;                   /* deadline tick is armed for */
+    struct sockaddr_storage *scratch; /* answer conversion buffer */
+    size_t scratch_cap;               /* slots in scratch */
+    uint64_t rng;                     /* xorshift state for jitter */
+    struct dns_name_stats **names;    /* upstream query stats, by name */
+    size_t nnames;                    /* entries in names */
+    struct dns_name_stats **slots;    /* open-addressing index of names */
+    size_t nslots;                    /* power of two, > 2 * nnames */
 };
-
 
 double
 dns_now(void)
@@ -101,8 +100,8 @@ dns_names_grow(struct dns *d)
 {
     size_t nslots = d->nslots ? d->nslots * 2 : 64;
     struct dns_name_stats **slots = calloc(nslots, sizeof(*slots));
-    struct dns_name_stats **names =
-        realloc(d->names, nslots / 2 * sizeof(*names));
+    struct dns_name_stats **names = realloc(d->names,
+                                            nslots / 2 * sizeof(*names));
 
     if (slots == NULL || names == NULL) {
         free(slots);
@@ -179,8 +178,8 @@ dns_resolved(void *arg, const struct resolver_result *r)
     dns_count_query(d, r, st);
 
     if (r->naddrs > d->scratch_cap) {
-        struct sockaddr_storage *s =
-            realloc(d->scratch, r->naddrs * sizeof(*s));
+        struct sockaddr_storage *s = realloc(d->scratch,
+                                             r->naddrs * sizeof(*s));
         if (s != NULL) {
             d->scratch = s;
             d->scratch_cap = r->naddrs;
@@ -195,8 +194,7 @@ dns_resolved(void *arg, const struct resolver_result *r)
         log_debug("dns: %s (%s): %s", r->name,
                   r->family == AF_INET6 ? "AAAA" : "A",
                   resolver_status_name(r->status));
-    dns_cache_complete(d->cache, e, st, d->scratch, n, (long)r->ttl,
-                       dns_now());
+    dns_cache_complete(d->cache, e, st, d->scratch, n, (long)r->ttl, dns_now());
 }
 
 static void
@@ -235,7 +233,8 @@ dns_random(void *ctx)
     d->rng ^= d->rng >> 12;
     d->rng ^= d->rng << 25;
     d->rng ^= d->rng >> 27;
-    return (double)((d->rng * 2685821657736338717ULL) >> 11) / 9007199254740992.0;
+    return (double)((d->rng * 2685821657736338717ULL) >> 11) /
+           9007199254740992.0;
 }
 
 static void

@@ -25,9 +25,9 @@ struct dns;
 
 /* Per-name upstream query counters (ferry_dns_queries_total). */
 struct dns_name_stats {
-    char name[DNS_CACHE_NAME_MAX + 1];  /* the name asked for */
+    char name[DNS_CACHE_NAME_MAX + 1];      /* the name asked for */
     uint64_t upstream[DNS_CACHE_Q_NSTATUS]; /* queries sent, by result */
-    struct histogram hist;              /* their durations */
+    struct histogram hist;                  /* their durations */
 };
 
 /* Returns NULL with a message in err. */

@@ -22,24 +22,24 @@
 
 /* One table slot; e == NULL means empty. */
 struct dns_cache_slot {
-    uint64_t hash;                      /* copy of e->hash */
-    struct dns_cache_entry *e;          /* entry, or NULL */
+    uint64_t hash;             /* copy of e->hash */
+    struct dns_cache_entry *e; /* entry, or NULL */
 };
 
 struct dns_cache {
-    struct dns_cache_config cfg;        /* current rules */
-    struct dns_cache_ops ops;           /* resolver glue */
-    void *ctx;                          /* passed to every op */
-    struct dns_cache_slot *slots;       /* table, power-of-two size */
-    size_t mask;                        /* slots - 1 */
-    size_t n;                           /* entries in the table */
+    struct dns_cache_config cfg;          /* current rules */
+    struct dns_cache_ops ops;             /* resolver glue */
+    void *ctx;                            /* passed to every op */
+    struct dns_cache_slot *slots;         /* table, power-of-two size */
+    size_t mask;                          /* slots - 1 */
+    size_t n;                             /* entries in the table */
     struct dns_cache_entry *pending_head; /* FIFO for run_pending */
     struct dns_cache_entry *pending_tail; /* its last element */
-    bool deadline_dirty;                /* `deadline` must be recomputed */
-    double deadline;                    /* cached next_deadline */
+    bool deadline_dirty;                  /* `deadline` must be recomputed */
+    double deadline;                      /* cached next_deadline */
     uint64_t lookups[DNS_CACHE_NRESULTS]; /* ferry_dns_lookups_total */
-    struct sockaddr_storage *scratch;   /* normalising answers */
-    size_t scratch_cap;                 /* slots in scratch */
+    struct sockaddr_storage *scratch;     /* normalising answers */
+    size_t scratch_cap;                   /* slots in scratch */
 };
 
 #define TABLE_MIN 16
@@ -51,7 +51,10 @@ static const char *const status_names[DNS_CACHE_Q_NSTATUS] = {
     "ok", "nxdomain", "servfail", "timeout", "error",
 };
 static const char *const state_names[] = {
-    "idle", "in_progress", "resolved", "failed",
+    "idle",
+    "in_progress",
+    "resolved",
+    "failed",
 };
 
 /* ---- entries ------------------------------------------------------------ */
@@ -174,7 +177,7 @@ entry_age(struct dns_cache *c, struct dns_cache_entry *e, double now)
         e->state = e->inflight ? DNS_CACHE_IN_PROGRESS : DNS_CACHE_IDLE;
         e->naddrs = 0;
         c->deadline_dirty = true;
-        queue_pending(c, e);            /* listeners: EXPIRED */
+        queue_pending(c, e); /* listeners: EXPIRED */
     } else if (e->state == DNS_CACHE_FAILED && now >= e->neg_until) {
         e->state = e->inflight ? DNS_CACHE_IN_PROGRESS : DNS_CACHE_IDLE;
         c->deadline_dirty = true;
@@ -321,8 +324,8 @@ static void
 entry_detach_all(struct dns_cache_entry *e)
 {
     while (!list_empty(&e->waiters)) {
-        struct dns_cache_waiter *w =
-            list_entry(e->waiters.next, struct dns_cache_waiter, link);
+        struct dns_cache_waiter *w = list_entry(e->waiters.next,
+                                                struct dns_cache_waiter, link);
         list_del(&w->link);
         w->entry = NULL;
     }
@@ -425,10 +428,10 @@ dns_cache_remove(struct dns_cache *c, struct dns_cache_entry *e)
     c->n--;
     e->removed = true;
     entry_detach_listeners(e);
-    queue_pending(c, e);                /* waiters: GONE */
+    queue_pending(c, e); /* waiters: GONE */
     e->cache = NULL;
     c->deadline_dirty = true;
-    entry_unref(e);                     /* the table's reference */
+    entry_unref(e); /* the table's reference */
 }
 
 /* ---- lookups and waiters ------------------------------------------------ */
@@ -486,8 +489,8 @@ dns_cache_lookup_entry(struct dns_cache *c, struct dns_cache_entry *e,
         }
         if (now < e->expires) {
             r = DNS_CACHE_HIT;
-            if (c->cfg.prefetch > 0 && now >= e->prefetch_at &&
-                !e->inflight && now >= e->retry_at)
+            if (c->cfg.prefetch > 0 && now >= e->prefetch_at && !e->inflight &&
+                now >= e->retry_at)
                 start_query(c, e, now);
         } else {
             r = DNS_CACHE_STALE;
@@ -515,13 +518,12 @@ dns_cache_lookup_entry(struct dns_cache *c, struct dns_cache_entry *e,
 }
 
 enum dns_cache_result
-dns_cache_lookup(struct dns_cache *c, const char *name, int family,
-                 double now, struct dns_cache_waiter *w,
-                 struct dns_cache_entry **out)
+dns_cache_lookup(struct dns_cache *c, const char *name, int family, double now,
+                 struct dns_cache_waiter *w, struct dns_cache_entry **out)
 {
     size_t len = strlen(name);
-    struct dns_cache_entry *e =
-        entry_get(c, name, len, family, name_hash(name, len, family));
+    struct dns_cache_entry *e = entry_get(c, name, len, family,
+                                          name_hash(name, len, family));
 
     if (out != NULL)
         *out = e;
@@ -534,8 +536,7 @@ dns_cache_lookup(struct dns_cache *c, const char *name, int family,
 
 void
 dns_cache_listen(struct dns_cache *c, struct dns_cache_entry *e,
-                 struct dns_cache_listener *l, dns_cache_event_fn cb,
-                 void *arg)
+                 struct dns_cache_listener *l, dns_cache_event_fn cb, void *arg)
 {
     if (l->entry != NULL)
         dns_cache_unlisten(l);
@@ -732,7 +733,7 @@ dns_cache_complete(struct dns_cache *c, struct dns_cache_entry *e,
     }
     c->deadline_dirty = true;
     queue_pending(c, e);
-    entry_unref(e);                     /* the query's reference */
+    entry_unref(e); /* the query's reference */
 }
 
 long
@@ -839,13 +840,13 @@ dns_cache_run_pending(struct dns_cache *c, double now)
         batch = e->pending_next;
         e->pending_next = NULL;
         if (!e->removed)
-            entry_age(c, e, now);       /* still pending: no requeue */
+            entry_age(c, e, now); /* still pending: no requeue */
         e->pending = false;
         /* Pools first, so woken requests find the new members. */
         if (!e->removed)
             deliver_events(e);
         wake_waiters(c, e, now);
-        entry_unref(e);                 /* the queue's reference */
+        entry_unref(e); /* the queue's reference */
     }
     return c->pending_head != NULL;
 }

@@ -74,49 +74,49 @@
 #define DNS_CACHE_NAME_MAX 255
 
 enum dns_cache_state {
-    DNS_CACHE_IDLE,                     /* nothing known, no query */
-    DNS_CACHE_IN_PROGRESS,              /* query in flight, no usable answer */
-    DNS_CACHE_RESOLVED,                 /* usable answer (fresh or stale) */
-    DNS_CACHE_FAILED,                   /* failure cached, no usable answer */
+    DNS_CACHE_IDLE,        /* nothing known, no query */
+    DNS_CACHE_IN_PROGRESS, /* query in flight, no usable answer */
+    DNS_CACHE_RESOLVED,    /* usable answer (fresh or stale) */
+    DNS_CACHE_FAILED,      /* failure cached, no usable answer */
 };
 
 /* Lookup outcomes; the first five are ferry_dns_lookups_total{result}. */
 enum dns_cache_result {
-    DNS_CACHE_BAD = -1,                 /* bad name/family or ENOMEM: not
+    DNS_CACHE_BAD = -1,  /* bad name/family or ENOMEM: not
                                            counted, nothing parked */
-    DNS_CACHE_HIT = 0,                  /* fresh answer */
-    DNS_CACHE_STALE,                    /* expired, within stale_ttl */
-    DNS_CACHE_MISS,                     /* no answer: query started, parked */
-    DNS_CACHE_COALESCED,                /* query already in flight, parked */
-    DNS_CACHE_NEGATIVE,                 /* failure cached, no answer */
+    DNS_CACHE_HIT = 0,   /* fresh answer */
+    DNS_CACHE_STALE,     /* expired, within stale_ttl */
+    DNS_CACHE_MISS,      /* no answer: query started, parked */
+    DNS_CACHE_COALESCED, /* query already in flight, parked */
+    DNS_CACHE_NEGATIVE,  /* failure cached, no answer */
     DNS_CACHE_NRESULTS
 };
 
 /* Query outcomes; ferry_dns_queries_total{name,result}. */
 enum dns_cache_status {
-    DNS_CACHE_Q_OK = 0,                 /* answer (empty counts as a failure
+    DNS_CACHE_Q_OK = 0,   /* answer (empty counts as a failure
                                            in the cache, "ok" in metrics) */
-    DNS_CACHE_Q_NXDOMAIN,               /* name does not exist */
-    DNS_CACHE_Q_SERVFAIL,               /* server failure / refused */
-    DNS_CACHE_Q_TIMEOUT,                /* every attempt timed out */
-    DNS_CACHE_Q_ERROR,                  /* anything else (incl. destroy) */
+    DNS_CACHE_Q_NXDOMAIN, /* name does not exist */
+    DNS_CACHE_Q_SERVFAIL, /* server failure / refused */
+    DNS_CACHE_Q_TIMEOUT,  /* every attempt timed out */
+    DNS_CACHE_Q_ERROR,    /* anything else (incl. destroy) */
     DNS_CACHE_Q_NSTATUS
 };
 
 /* Why a parked waiter is woken (from the entry as it is at wake time). */
 enum dns_cache_wake {
-    DNS_CACHE_WAKE_READY,               /* usable answer in the entry */
-    DNS_CACHE_WAKE_NEGATIVE,            /* failure cached, no answer */
-    DNS_CACHE_WAKE_GONE,                /* entry removed (reload/destroy) */
+    DNS_CACHE_WAKE_READY,    /* usable answer in the entry */
+    DNS_CACHE_WAKE_NEGATIVE, /* failure cached, no answer */
+    DNS_CACHE_WAKE_GONE,     /* entry removed (reload/destroy) */
 };
 
 /* What a listener (the pool of a name) is told. */
 enum dns_cache_event {
-    DNS_CACHE_EV_CHANGED,               /* usable set differs from the last
+    DNS_CACHE_EV_CHANGED,   /* usable set differs from the last
                                            one this listener saw (or it had
                                            none): apply the addresses */
-    DNS_CACHE_EV_REFRESHED,             /* same set, new TTL: nothing to do */
-    DNS_CACHE_EV_EXPIRED,               /* answer older than TTL+stale_ttl
+    DNS_CACHE_EV_REFRESHED, /* same set, new TTL: nothing to do */
+    DNS_CACHE_EV_EXPIRED,   /* answer older than TTL+stale_ttl
                                            (or none): remove the members */
 };
 
@@ -134,31 +134,31 @@ typedef void (*dns_cache_event_fn)(struct dns_cache_listener *l,
 
 /* Caller-owned; init with dns_cache_waiter_init. Fields are private. */
 struct dns_cache_waiter {
-    struct list link;                   /* in entry's waiters while parked */
-    struct dns_cache_entry *entry;      /* parked on; NULL = not parked */
-    dns_cache_wake_fn cb;               /* called once per park */
-    void *arg;                          /* for the owner */
+    struct list link;              /* in entry's waiters while parked */
+    struct dns_cache_entry *entry; /* parked on; NULL = not parked */
+    dns_cache_wake_fn cb;          /* called once per park */
+    void *arg;                     /* for the owner */
 };
 
 /* Caller-owned; a subscription of a pool to one entry. Private fields. */
 struct dns_cache_listener {
-    struct list link;                   /* in the entry's listeners */
-    struct dns_cache_entry *entry;      /* subscribed to; NULL = detached */
-    dns_cache_event_fn cb;              /* event callback */
-    void *arg;                          /* for the owner */
-    uint64_t seen_set;                  /* set generation last delivered */
-    uint64_t seen_answer;               /* answer generation last delivered */
-    bool seen_usable;                   /* last delivery had a usable set */
+    struct list link;              /* in the entry's listeners */
+    struct dns_cache_entry *entry; /* subscribed to; NULL = detached */
+    dns_cache_event_fn cb;         /* event callback */
+    void *arg;                     /* for the owner */
+    uint64_t seen_set;             /* set generation last delivered */
+    uint64_t seen_answer;          /* answer generation last delivered */
+    bool seen_usable;              /* last delivery had a usable set */
 };
 
 /* Seconds, fractions; replaced as a whole on reload. */
 struct dns_cache_config {
-    double min_ttl;                     /* TTL floor */
-    double max_ttl;                     /* TTL ceiling */
-    double negative_ttl;                /* failure caching, backoff base */
-    double stale_ttl;                   /* serve past expiry; 0 = never */
-    double jitter;                      /* TTL scaled by [1-j, 1+j] */
-    double prefetch;                    /* refresh at this TTL share left */
+    double min_ttl;      /* TTL floor */
+    double max_ttl;      /* TTL ceiling */
+    double negative_ttl; /* failure caching, backoff base */
+    double stale_ttl;    /* serve past expiry; 0 = never */
+    double jitter;       /* TTL scaled by [1-j, 1+j] */
+    double prefetch;     /* refresh at this TTL share left */
 };
 
 struct dns_cache_ops {
@@ -188,45 +188,45 @@ struct dns_cache_ops {
  */
 struct dns_cache_entry {
     /* Hot: what a cache-hit lookup reads and writes, first cache lines. */
-    uint64_t hash;                      /* of (name, family) */
-    int family;                         /* 4 or 6 */
-    enum dns_cache_state state;         /* see diagram */
-    bool inflight;                      /* a query is out (one at most) */
-    bool removed;                       /* out of the table, dying */
-    bool pending;                       /* queued for run_pending */
-    bool used;                          /* looked up since last answer */
-    unsigned pins;                      /* listeners + dns_cache_pin */
-    double expires;                     /* answered_at + ttl */
-    double stale_until;                 /* expires + stale_ttl */
-    double prefetch_at;                 /* background refresh from here */
-    double retry_at;                    /* no new query before this */
+    uint64_t hash;                        /* of (name, family) */
+    int family;                           /* 4 or 6 */
+    enum dns_cache_state state;           /* see diagram */
+    bool inflight;                        /* a query is out (one at most) */
+    bool removed;                         /* out of the table, dying */
+    bool pending;                         /* queued for run_pending */
+    bool used;                            /* looked up since last answer */
+    unsigned pins;                        /* listeners + dns_cache_pin */
+    double expires;                       /* answered_at + ttl */
+    double stale_until;                   /* expires + stale_ttl */
+    double prefetch_at;                   /* background refresh from here */
+    double retry_at;                      /* no new query before this */
     uint64_t lookups[DNS_CACHE_NRESULTS]; /* by result; [HIT] = hits */
-    struct sockaddr_storage *addrs;     /* current set (valid if RESOLVED) */
-    size_t naddrs;                      /* addresses in the set */
+    struct sockaddr_storage *addrs;       /* current set (valid if RESOLVED) */
+    size_t naddrs;                        /* addresses in the set */
 
-    struct dns_cache *cache;            /* owner; NULL once removed */
-    unsigned refs;                      /* table + query + pending queue */
+    struct dns_cache *cache;              /* owner; NULL once removed */
+    unsigned refs;                        /* table + query + pending queue */
     struct dns_cache_entry *pending_next; /* pending queue link */
-    size_t cap;                         /* slots allocated in addrs */
-    uint64_t set_gen;                   /* bumped when the set changes */
-    uint64_t answer_gen;                /* bumped on every good answer */
+    size_t cap;                           /* slots allocated in addrs */
+    uint64_t set_gen;                     /* bumped when the set changes */
+    uint64_t answer_gen;                  /* bumped on every good answer */
 
-    double ttl;                         /* stored TTL (clamped, jittered) */
-    double answered_at;                 /* last good answer (answer_gen > 0) */
-    double neg_until;                   /* FAILED: negative window end */
-    unsigned fails;                     /* consecutive failed queries */
-    enum dns_cache_status last_status;  /* of the last completed query */
-    const char *last_error;             /* static text, NULL = none yet */
+    double ttl;                        /* stored TTL (clamped, jittered) */
+    double answered_at;                /* last good answer (answer_gen > 0) */
+    double neg_until;                  /* FAILED: negative window end */
+    unsigned fails;                    /* consecutive failed queries */
+    enum dns_cache_status last_status; /* of the last completed query */
+    const char *last_error;            /* static text, NULL = none yet */
 
-    double query_started;               /* when the in-flight query left */
-    double query_seconds_sum;           /* completed queries' durations */
-    uint64_t query_count;               /* completed queries */
+    double query_started;                  /* when the in-flight query left */
+    double query_seconds_sum;              /* completed queries' durations */
+    uint64_t query_count;                  /* completed queries */
     uint64_t queries[DNS_CACHE_Q_NSTATUS]; /* by status */
-    uint64_t failures;                  /* failed queries (incl. empty) */
+    uint64_t failures;                     /* failed queries (incl. empty) */
 
-    struct list waiters;                /* parked waiters, FIFO */
-    struct list listeners;              /* listeners, FIFO */
-    char name[];                        /* NUL-terminated, as given */
+    struct list waiters;   /* parked waiters, FIFO */
+    struct list listeners; /* listeners, FIFO */
+    char name[];           /* NUL-terminated, as given */
 };
 
 /* SPEC defaults, those of the [resolver] keys (CONFIG_DEFAULT_* in
@@ -235,8 +235,7 @@ void dns_cache_config_default(struct dns_cache_config *cfg);
 
 /* Returns NULL on ENOMEM. ops is copied; ctx is passed to every op. */
 struct dns_cache *dns_cache_create(const struct dns_cache_config *cfg,
-                                   const struct dns_cache_ops *ops,
-                                   void *ctx);
+                                   const struct dns_cache_ops *ops, void *ctx);
 /*
  * Frees every entry without calling any waiter or listener (they are
  * unparked/detached, so a later cancel is a harmless no-op). Entries with
@@ -333,8 +332,7 @@ void dns_cache_tick(struct dns_cache *c, double now);
 double dns_cache_next_deadline(struct dns_cache *c, double now);
 
 /* Stats. */
-uint64_t dns_cache_lookups(const struct dns_cache *c,
-                           enum dns_cache_result r);
+uint64_t dns_cache_lookups(const struct dns_cache *c, enum dns_cache_result r);
 size_t dns_cache_count(const struct dns_cache *c);
 void dns_cache_foreach(struct dns_cache *c,
                        void (*fn)(const struct dns_cache_entry *e, void *arg),

@@ -28,8 +28,8 @@ frontend_unref(struct frontend *fe)
 }
 
 struct frontend *
-frontend_create(const struct config_frontend *cf, struct backend *be,
-                char *err, size_t errlen)
+frontend_create(const struct config_frontend *cf, struct backend *be, char *err,
+                size_t errlen)
 {
     struct frontend *fe = calloc(1, sizeof(*fe));
 
@@ -40,8 +40,7 @@ frontend_create(const struct config_frontend *cf, struct backend *be,
         goto oom;
     if (cf->tls_cert != NULL) {
         char terr[384];
-        fe->tls = tls_ctx_create(cf->tls_cert, cf->tls_key, terr,
-                                 sizeof(terr));
+        fe->tls = tls_ctx_create(cf->tls_cert, cf->tls_key, terr, sizeof(terr));
         if (fe->tls == NULL) {
             snprintf(err, errlen, "frontend %s: %s", cf->name, terr);
             goto err;

@@ -23,22 +23,22 @@ struct listener;
 struct tls_ctx;
 
 struct frontend_stats {
-    uint64_t connections_total;         /* accepted connections */
-    unsigned active;                    /* open client connections */
+    uint64_t connections_total; /* accepted connections */
+    unsigned active;            /* open client connections */
 };
 
 struct frontend {
-    char name[CONFIG_NAME_MAX + 1];     /* section name (label) */
-    struct config_frontend cfg;         /* settings (listen not owned) */
-    struct backend *backend;            /* where traffic goes (ref held) */
-    struct listener **listeners;        /* one per listen line */
-    size_t nlisteners;                  /* entries in listeners */
-    struct frontend_stats stats;        /* counters */
-    const struct proxy_ops *proxy_ops;  /* the mode serving it */
-    void *proxy;                        /* that mode's instance */
-    void *owner;                        /* the runtime; NULL once dropped */
-    unsigned refs;                      /* owner + connections */
-    struct tls_ctx *tls;                /* TLS termination, NULL if none */
+    char name[CONFIG_NAME_MAX + 1];    /* section name (label) */
+    struct config_frontend cfg;        /* settings (listen not owned) */
+    struct backend *backend;           /* where traffic goes (ref held) */
+    struct listener **listeners;       /* one per listen line */
+    size_t nlisteners;                 /* entries in listeners */
+    struct frontend_stats stats;       /* counters */
+    const struct proxy_ops *proxy_ops; /* the mode serving it */
+    void *proxy;                       /* that mode's instance */
+    void *owner;                       /* the runtime; NULL once dropped */
+    unsigned refs;                     /* owner + connections */
+    struct tls_ctx *tls;               /* TLS termination, NULL if none */
 };
 
 /*
@@ -47,8 +47,7 @@ struct frontend {
  * message in err on failure.
  */
 struct frontend *frontend_create(const struct config_frontend *cf,
-                                 struct backend *be, char *err,
-                                 size_t errlen);
+                                 struct backend *be, char *err, size_t errlen);
 void frontend_ref(struct frontend *fe);
 void frontend_unref(struct frontend *fe);
 

@@ -28,22 +28,22 @@
 #include "log.h"
 
 enum health_state {
-    HS_UNKNOWN,                         /* attached, no check result yet */
-    HS_UP,                              /* taking traffic */
-    HS_DOWN,                            /* out, by checks or passively */
+    HS_UNKNOWN, /* attached, no check result yet */
+    HS_UP,      /* taking traffic */
+    HS_DOWN,    /* out, by checks or passively */
 };
 
 enum health_phase {
-    PH_OFF,                             /* no timer (kind none, no loop) */
-    PH_IDLE,                            /* timer counts to the next check */
-    PH_PROBE,                           /* probe in flight, timer = timeout */
-    PH_COOLDOWN,                        /* kind none: timer ends cool-down */
+    PH_OFF,      /* no timer (kind none, no loop) */
+    PH_IDLE,     /* timer counts to the next check */
+    PH_PROBE,    /* probe in flight, timer = timeout */
+    PH_COOLDOWN, /* kind none: timer ends cool-down */
 };
 
 enum health_step {
-    STEP_CONNECTING,                    /* waiting for writable */
-    STEP_SENDING,                       /* http: request partly written */
-    STEP_READING,                       /* http: waiting for status line */
+    STEP_CONNECTING, /* waiting for writable */
+    STEP_SENDING,    /* http: request partly written */
+    STEP_READING,    /* http: waiting for status line */
 };
 
 /* Enough for "HTTP/1.1 200 " and then some; the rest is never read. */
@@ -51,48 +51,48 @@ enum health_step {
 #define HEALTH_REQ_MAX (CONFIG_HOST_MAX * 2 + 128)
 
 struct health_member {
-    struct health_checker *checker;     /* owner, holds the parameters */
-    struct member *m;                   /* the member watched */
-    struct list link;                   /* in checker's members */
-    enum health_state state;            /* hysteresis state */
-    unsigned passes;                    /* consecutive passes while down */
-    unsigned fails;                     /* consecutive failures while up */
-    bool first_done;                    /* counted out of first round */
+    struct health_checker *checker; /* owner, holds the parameters */
+    struct member *m;               /* the member watched */
+    struct list link;               /* in checker's members */
+    enum health_state state;        /* hysteresis state */
+    unsigned passes;                /* consecutive passes while down */
+    unsigned fails;                 /* consecutive failures while up */
+    bool first_done;                /* counted out of first round */
 
-    uint64_t *win;                      /* passive window, 1 bit = error */
-    unsigned win_size;                  /* outcomes the window holds */
-    unsigned win_len;                   /* outcomes recorded, <= win_size */
-    unsigned win_pos;                   /* slot the next outcome goes to */
-    unsigned win_errors;                /* set bits among recorded */
-    bool passive_out;                   /* down because of the window */
-    bool capped_logged;                 /* cap refusal already logged */
-    unsigned streak;                    /* ejections in a row (cool-down) */
-    double cooldown_until;              /* kind none: end of ejection */
+    uint64_t *win;         /* passive window, 1 bit = error */
+    unsigned win_size;     /* outcomes the window holds */
+    unsigned win_len;      /* outcomes recorded, <= win_size */
+    unsigned win_pos;      /* slot the next outcome goes to */
+    unsigned win_errors;   /* set bits among recorded */
+    bool passive_out;      /* down because of the window */
+    bool capped_logged;    /* cap refusal already logged */
+    unsigned streak;       /* ejections in a row (cool-down) */
+    double cooldown_until; /* kind none: end of ejection */
 
-    struct health_counters counters;    /* exported to stats */
+    struct health_counters counters; /* exported to stats */
 
-    enum health_phase phase;            /* what the timer means now */
-    enum health_step step;              /* where the probe is */
-    int fd;                             /* probe socket, -1 when none */
-    ev_timer timer;                     /* next check, timeout, cool-down */
-    ev_io io;                           /* probe socket readiness */
-    double probe_start;                 /* ev_time() at probe start */
-    size_t req_len;                     /* http: request bytes */
-    size_t sent;                        /* http: request bytes written */
-    size_t resp_len;                    /* http: status bytes read */
-    char host[CONFIG_HOST_MAX + 1];     /* Host header of http checks */
-    char req[HEALTH_REQ_MAX];           /* http: the GET request */
-    char resp[HEALTH_RESP_MAX];         /* http: start of the response */
+    enum health_phase phase;        /* what the timer means now */
+    enum health_step step;          /* where the probe is */
+    int fd;                         /* probe socket, -1 when none */
+    ev_timer timer;                 /* next check, timeout, cool-down */
+    ev_io io;                       /* probe socket readiness */
+    double probe_start;             /* ev_time() at probe start */
+    size_t req_len;                 /* http: request bytes */
+    size_t sent;                    /* http: request bytes written */
+    size_t resp_len;                /* http: status bytes read */
+    char host[CONFIG_HOST_MAX + 1]; /* Host header of http checks */
+    char req[HEALTH_REQ_MAX];       /* http: the GET request */
+    char resp[HEALTH_RESP_MAX];     /* http: start of the response */
 };
 
 struct health_checker {
-    struct ev_loop *loop;               /* NULL: no probes (tests) */
-    struct health_params params;        /* current parameters */
-    struct health_hooks hooks;          /* owner's callbacks */
-    struct list members;                /* attached, newest first */
-    size_t pending;                     /* members without a first result */
-    ev_timer notify;                    /* defers the first_round hook */
-    uint64_t rng;                       /* internal xorshift state */
+    struct ev_loop *loop;        /* NULL: no probes (tests) */
+    struct health_params params; /* current parameters */
+    struct health_hooks hooks;   /* owner's callbacks */
+    struct list members;         /* attached, newest first */
+    size_t pending;              /* members without a first result */
+    ev_timer notify;             /* defers the first_round hook */
+    uint64_t rng;                /* internal xorshift state */
 };
 
 static void probe_abort(struct health_member *hm);
@@ -395,8 +395,8 @@ passive_eject(struct health_member *hm, double now)
         /* Up for a stable period since the last time: start over. */
         if (now - m->up_since >= HEALTH_COOLDOWN_STABLE)
             hm->streak = 0;
-        hm->cooldown_until =
-            now + health_cooldown(c->params.cooldown, hm->streak);
+        hm->cooldown_until = now +
+                             health_cooldown(c->params.cooldown, hm->streak);
         hm->streak++;
         if (c->loop != NULL)
             schedule(hm, PH_COOLDOWN, hm->cooldown_until - now);
@@ -596,8 +596,7 @@ probe_read(struct health_member *hm)
         }
         if (r == 1) {
             snprintf(why, sizeof(why), "status %u", code);
-            probe_finish(hm, code >= p->expect_lo && code <= p->expect_hi,
-                         why);
+            probe_finish(hm, code >= p->expect_lo && code <= p->expect_hi, why);
             return;
         }
     }
@@ -648,8 +647,8 @@ static void
 io_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
     struct health_member *hm =
-        (struct health_member *)((char *)w - offsetof(struct health_member,
-                                                      io));
+        (struct health_member *)((char *)w -
+                                 offsetof(struct health_member, io));
     int err = 0;
     socklen_t len = sizeof(err);
 
@@ -701,8 +700,8 @@ static void
 timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
     struct health_member *hm =
-        (struct health_member *)((char *)w - offsetof(struct health_member,
-                                                      timer));
+        (struct health_member *)((char *)w -
+                                 offsetof(struct health_member, timer));
 
     (void)revents;
     switch (hm->phase) {
@@ -833,9 +832,8 @@ health_update_params(struct health_checker *c,
 
     c->params = *params;
     /* _safe: the change hook may detach hm. */
-    list_for_each_safe(pos, tmp, &c->members) {
-        struct health_member *hm =
-            list_entry(pos, struct health_member, link);
+    list_for_each_safe (pos, tmp, &c->members) {
+        struct health_member *hm = list_entry(pos, struct health_member, link);
 
         if (member_apply(hm, &old, now) != 0)
             rc = -1;

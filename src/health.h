@@ -48,26 +48,26 @@ struct health_checker;
 struct health_member;
 
 /* Cool-down for passive ejections when there are no active checks. */
-#define HEALTH_COOLDOWN_BASE 10.0       /* seconds, first ejection */
-#define HEALTH_COOLDOWN_MAX 300.0       /* seconds, growth stops here */
-#define HEALTH_COOLDOWN_STABLE 300.0    /* up this long resets the growth */
+#define HEALTH_COOLDOWN_BASE 10.0    /* seconds, first ejection */
+#define HEALTH_COOLDOWN_MAX 300.0    /* seconds, growth stops here */
+#define HEALTH_COOLDOWN_STABLE 300.0 /* up this long resets the growth */
 /* Next check at interval * [1 - JITTER/2, 1 + JITTER/2). */
 #define HEALTH_JITTER 0.1
-#define HEALTH_REASON_MAX 64            /* reason strings, with the NUL */
+#define HEALTH_REASON_MAX 64 /* reason strings, with the NUL */
 
 /* What a checker needs from a [backend] section. */
 struct health_params {
-    enum config_health kind;            /* none, tcp or http */
-    char path[CONFIG_HOST_MAX + 1];     /* http: path of the GET */
-    unsigned expect_lo;                 /* http: lowest passing status */
-    unsigned expect_hi;                 /* http: highest passing status */
-    double interval;                    /* seconds between checks */
-    double timeout;                     /* seconds allowed per check */
-    unsigned rise;                      /* passes to come back, >= 1 */
-    unsigned fall;                      /* failures to go down, >= 1 */
-    unsigned window;                    /* passive outcomes kept, 0 = off */
-    double error_rate;                  /* eject above this share, 0..1 */
-    double cooldown;                    /* kind none: first cool-down, s
+    enum config_health kind;        /* none, tcp or http */
+    char path[CONFIG_HOST_MAX + 1]; /* http: path of the GET */
+    unsigned expect_lo;             /* http: lowest passing status */
+    unsigned expect_hi;             /* http: highest passing status */
+    double interval;                /* seconds between checks */
+    double timeout;                 /* seconds allowed per check */
+    unsigned rise;                  /* passes to come back, >= 1 */
+    unsigned fall;                  /* failures to go down, >= 1 */
+    unsigned window;                /* passive outcomes kept, 0 = off */
+    double error_rate;              /* eject above this share, 0..1 */
+    double cooldown;                /* kind none: first cool-down, s
                                            (HEALTH_COOLDOWN_BASE; tests
                                            shorten it) */
 };
@@ -91,7 +91,7 @@ struct health_hooks {
     int (*probe_connect)(void *arg, const struct member *m, int *fd);
     /* Uniform in [0, 1); NULL uses an internal generator. */
     double (*rnd)(void *arg);
-    void *arg;                          /* passed to every hook */
+    void *arg; /* passed to every hook */
 };
 
 /* Per-member counters for stats (ferry_server_health_checks_total etc.). */

@@ -23,13 +23,12 @@ static const char *const latency_text[] = {
 
 /* DNS answers from a nearby cache take ~100 us; timeouts end near 10 s. */
 static const double dns_le[] = {
-    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
-    0.025,  0.05,    0.1,    0.25,  0.5,    1,     2.5, 5, 10,
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+    0.05,   0.1,     0.25,   0.5,   1,      2.5,   5,    10,
 };
 static const char *const dns_text[] = {
-    "0.0001", "0.00025", "0.0005", "0.001", "0.0025", "0.005",
-    "0.01",   "0.025",   "0.05",   "0.1",   "0.25",   "0.5",
-    "1",      "2.5",     "5",      "10",
+    "0.0001", "0.00025", "0.0005", "0.001", "0.0025", "0.005", "0.01", "0.025",
+    "0.05",   "0.1",     "0.25",   "0.5",   "1",      "2.5",   "5",    "10",
 };
 
 #define NELEM(a) (sizeof(a) / sizeof((a)[0]))
@@ -40,10 +39,14 @@ _Static_assert(NELEM(latency_le) <= HISTOGRAM_MAX_BUCKETS, "too many");
 _Static_assert(NELEM(dns_le) <= HISTOGRAM_MAX_BUCKETS, "too many");
 
 const struct histogram_bounds histogram_latency = {
-    latency_le, latency_text, NELEM(latency_le),
+    latency_le,
+    latency_text,
+    NELEM(latency_le),
 };
 const struct histogram_bounds histogram_dns = {
-    dns_le, dns_text, NELEM(dns_le),
+    dns_le,
+    dns_text,
+    NELEM(dns_le),
 };
 
 void

@@ -23,9 +23,9 @@
 #define HISTOGRAM_MAX_BUCKETS 24
 
 struct histogram_bounds {
-    const double *le;                   /* finite upper bounds, increasing */
-    const char *const *le_text;         /* the bounds as le label text */
-    size_t n;                           /* number of bounds */
+    const double *le;           /* finite upper bounds, increasing */
+    const char *const *le_text; /* the bounds as le label text */
+    size_t n;                   /* number of bounds */
 };
 
 /* 100 us .. 30 s: proxied response times. */
@@ -34,11 +34,11 @@ extern const struct histogram_bounds histogram_latency;
 extern const struct histogram_bounds histogram_dns;
 
 struct histogram {
-    const struct histogram_bounds *bounds; /* bucket set (shared, const) */
+    const struct histogram_bounds *bounds;      /* bucket set (shared, const) */
     uint64_t counts[HISTOGRAM_MAX_BUCKETS + 1]; /* per bucket, not
                                                    cumulative; [n] = +Inf */
-    uint64_t count;                     /* observations */
-    double sum;                         /* sum of observed seconds */
+    uint64_t count;                             /* observations */
+    double sum;                                 /* sum of observed seconds */
 };
 
 /* bounds->n must be <= HISTOGRAM_MAX_BUCKETS. */

@@ -62,9 +62,6 @@ http_conn_flow_scan(struct http_flow *f, const struct http_buf *h)
     }
 }
 
-
-
-
 /* The client read step would read now (same test as client_read). */
 bool
 http_conn_client_wants_input(const struct http_conn *c)
@@ -118,9 +115,6 @@ http_conn_client_wants_output(const struct http_conn *c)
     return c->phase == HC_TUNNEL && c->s_eof && http_conn_buf_len(&c->sin) == 0;
 }
 
-
-
-
 /* The earliest deadline that applies now, and what it is for. */
 double
 http_conn_deadline(const struct http_conn *c, enum http_conn_deadline *kind)
@@ -150,8 +144,10 @@ http_conn_deadline(const struct http_conn *c, enum http_conn_deadline *kind)
         return c->connect_started + bc->timeout_connect;
     case HC_FORWARD:
     case HC_TUNNEL: {
-        bool on_server = http_conn_server_wants_output(c) || http_conn_server_wants_input(c);
-        bool on_client = http_conn_client_wants_output(c) || http_conn_client_wants_input(c);
+        bool on_server = http_conn_server_wants_output(c) ||
+                         http_conn_server_wants_input(c);
+        bool on_client = http_conn_client_wants_output(c) ||
+                         http_conn_client_wants_input(c);
         if (c->phase == HC_TUNNEL)
             on_server = on_client = true;
         if (on_server && c->mc != NULL) {

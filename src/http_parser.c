@@ -16,36 +16,34 @@
 #include <string.h>
 
 enum {
-    ST_START,                           /* expecting the start line */
-    ST_HEADERS,                         /* expecting a field or CRLF */
-    ST_DONE,                            /* head complete */
-    ST_ERROR,                           /* head rejected */
+    ST_START,   /* expecting the start line */
+    ST_HEADERS, /* expecting a field or CRLF */
+    ST_DONE,    /* head complete */
+    ST_ERROR,   /* head rejected */
 };
 
 /* Character classes; one table lookup per byte. */
-#define C_TCHAR 0x01                    /* token character (RFC 9110 5.6.2) */
-#define C_VALUE 0x02                    /* field-value octet: HTAB VCHAR obs */
-#define C_TARGET 0x04                   /* request-target octet */
-#define C_HOST 0x08                     /* authority octet (host[:port]) */
-#define C_HEX 0x10                      /* hex digit */
+#define C_TCHAR 0x01  /* token character (RFC 9110 5.6.2) */
+#define C_VALUE 0x02  /* field-value octet: HTAB VCHAR obs */
+#define C_TARGET 0x04 /* request-target octet */
+#define C_HOST 0x08   /* authority octet (host[:port]) */
+#define C_HEX 0x10    /* hex digit */
 
 static const uint8_t cls[256] = {
-     0,  0,  0,  0,  0,  0,  0,  0,  0,  2,  0,  0,  0,  0,  0,  0,
-     0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,
-     2, 15,  6,  3, 15, 15, 15, 15, 14, 14, 15, 15, 14, 15, 15,  6,
-    31, 31, 31, 31, 31, 31, 31, 31, 31, 31, 14, 14,  6, 14,  6,  6,
-     6, 31, 31, 31, 31, 31, 31, 15, 15, 15, 15, 15, 15, 15, 15, 15,
-    15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 14,  6, 14,  7, 15,
-     7, 31, 31, 31, 31, 31, 31, 15, 15, 15, 15, 15, 15, 15, 15, 15,
-    15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15,  6,  7,  6, 15,  0,
-     2,  2,  2,  2,  2,  2,  2,  2,  2,  2,  2,  2,  2,  2,  2,  2,
-     2,  2,  2,  2,  2,  2,  2,  2,  2,  2,  2,  2,  2,  2,  2,  2,
-     2,  2,  2,  2,  2,  2,  2,  2,  2,  2,  2,  2,  2,  2,  2,  2,
-     2,  2,  2,  2,  2,  2,  2,  2,  2,  2,  2,  2,  2,  2,  2,  2,
-     2,  2,  2,  2,  2,  2,  2,  2,  2,  2,  2,  2,  2,  2,  2,  2,
-     2,  2,  2,  2,  2,  2,  2,  2,  2,  2,  2,  2,  2,  2,  2,  2,
-     2,  2,  2,  2,  2,  2,  2,  2,  2,  2,  2,  2,  2,  2,  2,  2,
-     2,  2,  2,  2,  2,  2,  2,  2,  2,  2,  2,  2,  2,  2,  2,  2,
+    0,  0,  0,  0,  0,  0,  0,  0,  0,  2,  0,  0,  0,  0,  0,  0,  0,  0,  0,
+    0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  2,  15, 6,  3,  15, 15,
+    15, 15, 14, 14, 15, 15, 14, 15, 15, 6,  31, 31, 31, 31, 31, 31, 31, 31, 31,
+    31, 14, 14, 6,  14, 6,  6,  6,  31, 31, 31, 31, 31, 31, 15, 15, 15, 15, 15,
+    15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 14, 6,  14, 7,
+    15, 7,  31, 31, 31, 31, 31, 31, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15,
+    15, 15, 15, 15, 15, 15, 15, 15, 15, 6,  7,  6,  15, 0,  2,  2,  2,  2,  2,
+    2,  2,  2,  2,  2,  2,  2,  2,  2,  2,  2,  2,  2,  2,  2,  2,  2,  2,  2,
+    2,  2,  2,  2,  2,  2,  2,  2,  2,  2,  2,  2,  2,  2,  2,  2,  2,  2,  2,
+    2,  2,  2,  2,  2,  2,  2,  2,  2,  2,  2,  2,  2,  2,  2,  2,  2,  2,  2,
+    2,  2,  2,  2,  2,  2,  2,  2,  2,  2,  2,  2,  2,  2,  2,  2,  2,  2,  2,
+    2,  2,  2,  2,  2,  2,  2,  2,  2,  2,  2,  2,  2,  2,  2,  2,  2,  2,  2,
+    2,  2,  2,  2,  2,  2,  2,  2,  2,  2,  2,  2,  2,  2,  2,  2,  2,  2,  2,
+    2,  2,  2,  2,  2,  2,  2,  2,  2,
 };
 
 /* Connection options beyond this are a 400 (bounds the hop marking). */
@@ -213,7 +211,7 @@ valid_authority(const char *p, size_t n, bool needs_port)
         if (p[i] == ':')
             colon = i;
         else if (p[i] == ']')
-            colon = n;                  /* colons inside [v6] are not ports */
+            colon = n; /* colons inside [v6] are not ports */
     }
     if (colon == n)
         return !needs_port;
@@ -309,8 +307,8 @@ parse_status_line(struct http_msg *m, const char *buf, size_t s, size_t e)
     if (minor < 0)
         return fail(m, 502, "unsupported HTTP version");
     m->minor = (uint8_t)minor;
-    if (p[8] != ' ' || p[9] < '1' || p[9] > '5' || p[10] < '0' ||
-        p[10] > '9' || p[11] < '0' || p[11] > '9')
+    if (p[8] != ' ' || p[9] < '1' || p[9] > '5' || p[10] < '0' || p[10] > '9' ||
+        p[11] < '0' || p[11] > '9')
         return fail(m, 502, "invalid status code");
     m->status = (uint16_t)((p[9] - '0') * 100 + (p[10] - '0') * 10 +
                            (p[11] - '0'));
@@ -376,8 +374,7 @@ header_id(const char *p, size_t n)
  * *bad true.
  */
 static bool
-next_token(const char *v, size_t n, size_t *i, struct http_span *tok,
-           bool *bad)
+next_token(const char *v, size_t n, size_t *i, struct http_span *tok, bool *bad)
 {
     size_t p = *i;
 
@@ -599,8 +596,7 @@ response_body(struct http_msg *m)
 
     if (st == 101)
         m->body = HTTP_BODY_TUNNEL;
-    else if (st < 200 || st == 204 || st == 304 ||
-             m->req_method == HTTP_M_HEAD)
+    else if (st < 200 || st == 204 || st == 304 || m->req_method == HTTP_M_HEAD)
         m->body = HTTP_BODY_NONE;
     else if (m->req_method == HTTP_M_CONNECT && st < 300)
         m->body = HTTP_BODY_TUNNEL;
@@ -686,8 +682,7 @@ http_parse(struct http_msg *m, const char *buf, size_t len)
         if (rc < 0)
             return HTTP_PARSE_ERROR;
         if (rc > 0)
-            return finish_head(m, buf) < 0 ? HTTP_PARSE_ERROR
-                                           : HTTP_PARSE_DONE;
+            return finish_head(m, buf) < 0 ? HTTP_PARSE_ERROR : HTTP_PARSE_DONE;
     }
     if (len >= m->max_head) {
         fail(m, 431, "head too large");
@@ -753,8 +748,8 @@ http_conn_iter_next(struct http_conn_iter *it, const struct http_msg *m,
 /* ---- status texts ---------------------------------------------------- */
 
 struct status_text {
-    uint16_t status;                    /* code */
-    const char *text;                   /* its reason phrase */
+    uint16_t status;  /* code */
+    const char *text; /* its reason phrase */
 };
 
 /* Sorted by code for the binary search. */
@@ -811,8 +806,8 @@ static const struct status_text status_texts[] = {
 
 /* RFC 9110 15: a client treats an unknown code like its class. */
 static const char *const status_classes[] = {
-    "Informational", "Successful", "Redirection", "Client Error",
-    "Server Error",
+    "Informational", "Successful",   "Redirection",
+    "Client Error",  "Server Error",
 };
 
 const char *
@@ -838,21 +833,21 @@ http_status_text(unsigned status)
 /* ---- chunked body ---------------------------------------------------- */
 
 enum {
-    CH_SIZE_FIRST,                      /* first hex digit of chunk-size */
-    CH_SIZE,                            /* more hex digits, ';', BWS or CR */
-    CH_SIZE_BWS,                        /* BWS after the size: only ';' */
-    CH_EXT,                             /* chunk-ext up to CR */
-    CH_SIZE_LF,                         /* LF ending the size line */
-    CH_DATA,                            /* chunk-data */
-    CH_DATA_CR,                         /* CR after chunk-data */
-    CH_DATA_LF,                         /* LF after chunk-data */
-    CH_TRAILER_START,                   /* start of a trailer line or CRLF */
-    CH_TRAILER_NAME,                    /* trailer field name up to ':' */
-    CH_TRAILER_VALUE,                   /* trailer field value up to CR */
-    CH_TRAILER_LF,                      /* LF ending a trailer line */
-    CH_LAST_LF,                         /* LF of the final empty line */
-    CH_DONE,                            /* body complete */
-    CH_ERROR,                           /* body rejected */
+    CH_SIZE_FIRST,    /* first hex digit of chunk-size */
+    CH_SIZE,          /* more hex digits, ';', BWS or CR */
+    CH_SIZE_BWS,      /* BWS after the size: only ';' */
+    CH_EXT,           /* chunk-ext up to CR */
+    CH_SIZE_LF,       /* LF ending the size line */
+    CH_DATA,          /* chunk-data */
+    CH_DATA_CR,       /* CR after chunk-data */
+    CH_DATA_LF,       /* LF after chunk-data */
+    CH_TRAILER_START, /* start of a trailer line or CRLF */
+    CH_TRAILER_NAME,  /* trailer field name up to ':' */
+    CH_TRAILER_VALUE, /* trailer field value up to CR */
+    CH_TRAILER_LF,    /* LF ending a trailer line */
+    CH_LAST_LF,       /* LF of the final empty line */
+    CH_DONE,          /* body complete */
+    CH_ERROR,         /* body rejected */
 };
 
 void

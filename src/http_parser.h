@@ -62,23 +62,23 @@
 
 /* A piece of the caller's buffer. */
 struct http_span {
-    uint32_t off;                       /* offset from the buffer start */
-    uint32_t len;                       /* length in bytes */
+    uint32_t off; /* offset from the buffer start */
+    uint32_t len; /* length in bytes */
 };
 
 enum http_kind {
-    HTTP_REQUEST,                       /* parse a request from a client */
-    HTTP_RESPONSE,                      /* parse a response from a member */
+    HTTP_REQUEST,  /* parse a request from a client */
+    HTTP_RESPONSE, /* parse a response from a member */
 };
 
 enum http_parse_result {
-    HTTP_PARSE_AGAIN,                   /* head incomplete: feed more bytes */
-    HTTP_PARSE_DONE,                    /* head complete: see head_len */
-    HTTP_PARSE_ERROR,                   /* see error and error_reason */
+    HTTP_PARSE_AGAIN, /* head incomplete: feed more bytes */
+    HTTP_PARSE_DONE,  /* head complete: see head_len */
+    HTTP_PARSE_ERROR, /* see error and error_reason */
 };
 
 enum http_method {
-    HTTP_M_OTHER,                       /* a valid token we do not know */
+    HTTP_M_OTHER, /* a valid token we do not know */
     HTTP_M_GET,
     HTTP_M_HEAD,
     HTTP_M_POST,
@@ -91,19 +91,19 @@ enum http_method {
 };
 
 enum http_target_form {
-    HTTP_TARGET_ORIGIN,                 /* "/path?query" */
-    HTTP_TARGET_ABSOLUTE,               /* "http://host/path" */
-    HTTP_TARGET_AUTHORITY,              /* "host:port" (CONNECT only) */
-    HTTP_TARGET_ASTERISK,               /* "*" (OPTIONS only) */
+    HTTP_TARGET_ORIGIN,    /* "/path?query" */
+    HTTP_TARGET_ABSOLUTE,  /* "http://host/path" */
+    HTTP_TARGET_AUTHORITY, /* "host:port" (CONNECT only) */
+    HTTP_TARGET_ASTERISK,  /* "*" (OPTIONS only) */
 };
 
 /* How the message body is delimited (RFC 9112 6.3). */
 enum http_body {
-    HTTP_BODY_NONE,                     /* no body follows the head */
-    HTTP_BODY_LENGTH,                   /* content_length bytes follow */
-    HTTP_BODY_CHUNKED,                  /* chunked: use http_chunked_feed */
-    HTTP_BODY_CLOSE,                    /* response until the member closes */
-    HTTP_BODY_TUNNEL,                   /* 101 or 2xx to CONNECT: raw bytes */
+    HTTP_BODY_NONE,    /* no body follows the head */
+    HTTP_BODY_LENGTH,  /* content_length bytes follow */
+    HTTP_BODY_CHUNKED, /* chunked: use http_chunked_feed */
+    HTTP_BODY_CLOSE,   /* response until the member closes */
+    HTTP_BODY_TUNNEL,  /* 101 or 2xx to CONNECT: raw bytes */
 };
 
 /* Header fields the parser recognises (known names get an id). */
@@ -124,13 +124,13 @@ enum http_hid {
 };
 
 /* Per-field flags. */
-#define HTTP_HF_HOP 0x01                /* hop-by-hop: do not forward */
+#define HTTP_HF_HOP 0x01 /* hop-by-hop: do not forward */
 
 struct http_header {
-    struct http_span name;              /* field name as received */
-    struct http_span value;             /* value without surrounding OWS */
-    uint8_t id;                         /* enum http_hid */
-    uint8_t flags;                      /* HTTP_HF_* */
+    struct http_span name;  /* field name as received */
+    struct http_span value; /* value without surrounding OWS */
+    uint8_t id;             /* enum http_hid */
+    uint8_t flags;          /* HTTP_HF_* */
 };
 
 /* Message flags (http_msg.flags). */
@@ -146,45 +146,45 @@ struct http_header {
 
 struct http_msg {
     /* set by init, kept by http_msg_reset */
-    uint8_t kind;                       /* enum http_kind */
-    uint8_t req_method;                 /* response: method of its request */
-    uint32_t max_head;                  /* largest head accepted, bytes */
+    uint8_t kind;       /* enum http_kind */
+    uint8_t req_method; /* response: method of its request */
+    uint32_t max_head;  /* largest head accepted, bytes */
 
     /* parse progress */
-    uint8_t state;                      /* internal state machine */
-    uint32_t pos;                       /* start of the first unparsed line */
-    uint32_t scan;                      /* LF search resumes here */
-    uint32_t te_chunked;                /* times "chunked" was named */
-    bool te_last_chunked;               /* last coding seen is chunked */
-    uint32_t conn_options;              /* Connection options so far */
+    uint8_t state;         /* internal state machine */
+    uint32_t pos;          /* start of the first unparsed line */
+    uint32_t scan;         /* LF search resumes here */
+    uint32_t te_chunked;   /* times "chunked" was named */
+    bool te_last_chunked;  /* last coding seen is chunked */
+    uint32_t conn_options; /* Connection options so far */
 
     /* outcome */
-    uint16_t error;                     /* status to send: 400, 431, 502 */
-    const char *error_reason;           /* static text, for the log */
-    uint32_t start;                     /* offset of the start line */
-    uint32_t head_len;                  /* bytes of head incl. final CRLF */
+    uint16_t error;           /* status to send: 400, 431, 502 */
+    const char *error_reason; /* static text, for the log */
+    uint32_t start;           /* offset of the start line */
+    uint32_t head_len;        /* bytes of head incl. final CRLF */
 
     /* start line */
-    uint8_t minor;                      /* HTTP/1.minor: 0 or 1 */
-    uint8_t method;                     /* request: enum http_method */
-    uint8_t form;                       /* request: enum http_target_form */
-    struct http_span method_s;          /* request: method token */
-    struct http_span target;            /* request: target as received */
-    struct http_span authority;         /* absolute/authority form: host */
-    struct http_span path;              /* origin/absolute: path and query */
-    uint16_t status;                    /* response: status code */
-    struct http_span reason;            /* response: reason phrase */
+    uint8_t minor;              /* HTTP/1.minor: 0 or 1 */
+    uint8_t method;             /* request: enum http_method */
+    uint8_t form;               /* request: enum http_target_form */
+    struct http_span method_s;  /* request: method token */
+    struct http_span target;    /* request: target as received */
+    struct http_span authority; /* absolute/authority form: host */
+    struct http_span path;      /* origin/absolute: path and query */
+    uint16_t status;            /* response: status code */
+    struct http_span reason;    /* response: reason phrase */
 
     /* framing and connection management */
-    uint32_t flags;                     /* HTTP_F_* */
-    uint8_t body;                       /* enum http_body */
-    bool keep_alive;                    /* connection may carry another */
-    uint64_t content_length;            /* Content-Length value (0 if none) */
-    int16_t host;                       /* index of Host, -1 if none */
-    int16_t upgrade;                    /* index of Upgrade, -1 if none */
+    uint32_t flags;          /* HTTP_F_* */
+    uint8_t body;            /* enum http_body */
+    bool keep_alive;         /* connection may carry another */
+    uint64_t content_length; /* Content-Length value (0 if none) */
+    int16_t host;            /* index of Host, -1 if none */
+    int16_t upgrade;         /* index of Upgrade, -1 if none */
 
     /* fields */
-    uint16_t n_headers;                 /* entries used in headers[] */
+    uint16_t n_headers; /* entries used in headers[] */
     struct http_header headers[HTTP_MAX_HEADERS]; /* in arrival order */
 };
 
@@ -216,8 +216,8 @@ int http_msg_find(const struct http_msg *m, const char *buf, const char *name,
 
 /* Iterates over the options of every Connection field. */
 struct http_conn_iter {
-    int header;                         /* Connection field being read */
-    uint32_t pos;                       /* offset within its value */
+    int header;   /* Connection field being read */
+    uint32_t pos; /* offset within its value */
 };
 
 void http_conn_iter_init(struct http_conn_iter *it);
@@ -260,21 +260,21 @@ const char *http_status_text(unsigned status);
  *                   TRAILER (field lines) ─CRLF─► empty line ─► DONE
  */
 enum http_chunked_result {
-    HTTP_CHUNKED_AGAIN,                 /* all bytes used, body continues */
-    HTTP_CHUNKED_DONE,                  /* body ends within the bytes fed */
-    HTTP_CHUNKED_ERROR,                 /* malformed: close (400 / 502) */
+    HTTP_CHUNKED_AGAIN, /* all bytes used, body continues */
+    HTTP_CHUNKED_DONE,  /* body ends within the bytes fed */
+    HTTP_CHUNKED_ERROR, /* malformed: close (400 / 502) */
 };
 
 struct http_chunked {
-    uint8_t state;                      /* internal state machine */
-    uint8_t digits;                     /* hex digits of the size so far */
-    uint32_t max_line;                  /* longest size or trailer line */
-    uint32_t line;                      /* bytes of the current line */
-    uint32_t trailer_bytes;             /* bytes of trailer section so far */
-    uint64_t remaining;                 /* data bytes left in this chunk */
-    uint64_t data;                      /* data bytes seen so far */
-    uint64_t framing;                   /* framing bytes seen so far */
-    const char *error_reason;           /* static text, for the log */
+    uint8_t state;            /* internal state machine */
+    uint8_t digits;           /* hex digits of the size so far */
+    uint32_t max_line;        /* longest size or trailer line */
+    uint32_t line;            /* bytes of the current line */
+    uint32_t trailer_bytes;   /* bytes of trailer section so far */
+    uint64_t remaining;       /* data bytes left in this chunk */
+    uint64_t data;            /* data bytes seen so far */
+    uint64_t framing;         /* framing bytes seen so far */
+    const char *error_reason; /* static text, for the log */
 };
 
 /*

@@ -16,13 +16,13 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#define container_of(ptr, type, member)                                      \
-    ((type *)(void *)((char *)(ptr) - offsetof(type, member)))
+#define container_of(ptr, type, member)                                        \
+    ((type *)(void *)((char *)(ptr)-offsetof(type, member)))
 #define list_entry(ptr, type, member) container_of(ptr, type, member)
 
 struct list {
-    struct list *prev;                  /* previous element or the head */
-    struct list *next;                  /* next element or the head */
+    struct list *prev; /* previous element or the head */
+    struct list *next; /* next element or the head */
 };
 
 /* An empty list, or an element that is on no list. */
@@ -99,11 +99,11 @@ list_splice(struct list *dst, struct list *src)
     list_init(src);
 }
 
-#define list_for_each(pos, head)                                             \
+#define list_for_each(pos, head)                                               \
     for ((pos) = (head)->next; (pos) != (head); (pos) = (pos)->next)
 /* Iteration that allows list_del(pos) in the body. */
-#define list_for_each_safe(pos, tmp, head)                                   \
-    for ((pos) = (head)->next, (tmp) = (pos)->next; (pos) != (head);         \
+#define list_for_each_safe(pos, tmp, head)                                     \
+    for ((pos) = (head)->next, (tmp) = (pos)->next; (pos) != (head);           \
          (pos) = (tmp), (tmp) = (pos)->next)
 
 #endif

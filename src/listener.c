@@ -73,8 +73,8 @@ listener_create(const struct config_addr *addr,
 }
 
 void
-listener_set_handler(struct listener *l, listener_handler *handler,
-                     void *arg, const char *label)
+listener_set_handler(struct listener *l, listener_handler *handler, void *arg,
+                     const char *label)
 {
     l->handler = handler;
     l->handler_arg = arg;

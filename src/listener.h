@@ -28,8 +28,8 @@ struct listener_hooks {
     void (*opened)(void *arg);
     /* Out of descriptors or memory: pause, and try again later. */
     void (*exhausted)(void *arg);
-    struct log_limit *log;              /* accept failures, rate limited */
-    void *arg;                          /* every hook's argument */
+    struct log_limit *log; /* accept failures, rate limited */
+    void *arg;             /* every hook's argument */
 };
 
 struct listener {
@@ -44,8 +44,8 @@ struct listener {
 
 /* Binds and listens; on failure returns NULL with a message in err. */
 struct listener *listener_create(const struct config_addr *addr,
-                                 const struct listener_hooks *hooks,
-                                 char *err, size_t errlen);
+                                 const struct listener_hooks *hooks, char *err,
+                                 size_t errlen);
 /*
  * Who takes the connections from now on (set before starting; a reload
  * hands a kept socket to its new frontend this way). label names the

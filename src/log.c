@@ -8,8 +8,8 @@
 #include <time.h>
 
 static enum config_log_level log_level = LOG_LEVEL_INFO;
-static FILE *log_access_fp;             /* NULL when the access log is off */
-static int log_access_owned;            /* we opened it, we close it */
+static FILE *log_access_fp;  /* NULL when the access log is off */
+static int log_access_owned; /* we opened it, we close it */
 
 static const char *const log_level_names[] = {
     [LOG_LEVEL_ERROR] = "ERROR",

@@ -18,10 +18,10 @@ void log_msg(enum config_log_level level, const char *fmt, ...)
 #define log_error(...) log_msg(LOG_LEVEL_ERROR, __VA_ARGS__)
 #define log_warn(...) log_msg(LOG_LEVEL_WARN, __VA_ARGS__)
 #define log_info(...) log_msg(LOG_LEVEL_INFO, __VA_ARGS__)
-#define log_debug(...)                                                       \
-    do {                                                                     \
-        if (log_get_level() >= LOG_LEVEL_DEBUG)                              \
-            log_msg(LOG_LEVEL_DEBUG, __VA_ARGS__);                           \
+#define log_debug(...)                                                         \
+    do {                                                                       \
+        if (log_get_level() >= LOG_LEVEL_DEBUG)                                \
+            log_msg(LOG_LEVEL_DEBUG, __VA_ARGS__);                             \
     } while (0)
 
 /*
@@ -33,9 +33,9 @@ void log_msg(enum config_log_level level, const char *fmt, ...)
  */
 #define LOG_LIMIT_INTERVAL 10.0
 struct log_limit {
-    double next;                        /* no message before this time */
-    unsigned held;                      /* held back since the last one */
-    bool started;                       /* a message went out already */
+    double next;   /* no message before this time */
+    unsigned held; /* held back since the last one */
+    bool started;  /* a message went out already */
 };
 
 /* Whether a message may go out now; if so *held is how many were held
@@ -43,9 +43,8 @@ struct log_limit {
 bool log_limit_pass(struct log_limit *l, double now, unsigned *held);
 /* log_msg through a limiter; a message that goes out after others were
  * held back ends with "(N similar messages held back)". */
-void log_limited(struct log_limit *l, double now,
-                 enum config_log_level level, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
+void log_limited(struct log_limit *l, double now, enum config_log_level level,
+                 const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 
 /*
  * Access log target: NULL or "off" disables it, "stderr" writes to stderr,

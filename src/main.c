@@ -50,16 +50,16 @@ static const char usage_text[] =
     "lb.conf.example\n";
 
 struct main_state {
-    struct ev_loop *loop;               /* the event loop */
-    struct runtime *rt;                 /* what is running */
-    struct dns *dns;                    /* resolver and cache */
-    struct stats *stats;                /* the stats endpoint */
-    ev_signal sigterm;                  /* graceful stop */
-    ev_signal sigint;                   /* graceful stop */
-    ev_signal sighup;                   /* reload request */
-    ev_timer drain;                     /* checks open conns while stopping */
-    const char *path;                   /* configuration file */
-    double stop_deadline;               /* end of the graceful stop */
+    struct ev_loop *loop; /* the event loop */
+    struct runtime *rt;   /* what is running */
+    struct dns *dns;      /* resolver and cache */
+    struct stats *stats;  /* the stats endpoint */
+    ev_signal sigterm;    /* graceful stop */
+    ev_signal sigint;     /* graceful stop */
+    ev_signal sighup;     /* reload request */
+    ev_timer drain;       /* checks open conns while stopping */
+    const char *path;     /* configuration file */
+    double stop_deadline; /* end of the graceful stop */
 };
 
 static void

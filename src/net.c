@@ -15,8 +15,8 @@ void
 net_addr_ip(const struct sockaddr *sa, char *buf, size_t len)
 {
     if (sa->sa_family == AF_INET6)
-        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr,
-                  buf, (socklen_t)len);
+        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, buf,
+                  (socklen_t)len);
     else if (sa->sa_family == AF_INET)
         inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, buf,
                   (socklen_t)len);
@@ -85,8 +85,7 @@ net_listen(const struct sockaddr *addr, socklen_t len, const char *text,
     const char *call = "socket";
     int one = 1, fd, e;
 
-    fd = socket(addr->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
-                0);
+    fd = socket(addr->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0)
         goto err;
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));

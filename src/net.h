@@ -33,9 +33,9 @@ int net_listen(const struct sockaddr *addr, socklen_t len, const char *text,
 
 /* What a failed accept4() means for the accept loop. */
 enum net_accept_error {
-    NET_ACCEPT_DRAINED,                 /* nothing more to take now */
-    NET_ACCEPT_EXHAUSTED,               /* out of fds or memory: pause */
-    NET_ACCEPT_FAILED,                  /* anything else: log, go on */
+    NET_ACCEPT_DRAINED,   /* nothing more to take now */
+    NET_ACCEPT_EXHAUSTED, /* out of fds or memory: pause */
+    NET_ACCEPT_FAILED,    /* anything else: log, go on */
 };
 enum net_accept_error net_accept_error(int err);
 

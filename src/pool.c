@@ -145,7 +145,7 @@ pool_apply_answer(struct pool *p, size_t server, const char *server_spec,
             continue;
         for (size_t j = 0; j < naddrs && !keep; j++)
             keep = net_addr_equal((struct sockaddr *)&m->addr,
-                              (struct sockaddr *)&want[j]);
+                                  (struct sockaddr *)&want[j]);
         if (!keep) {
             pool_remove_member(p, m);
             changes++;
@@ -156,9 +156,8 @@ pool_apply_answer(struct pool *p, size_t server, const char *server_spec,
         if (pool_find(p, server, (struct sockaddr *)&want[j],
                       net_addr_len(&want[j])) != NULL)
             continue;
-        if (pool_add_member(p, server, server_spec,
-                            (struct sockaddr *)&want[j], net_addr_len(&want[j]),
-                            weight, backup) == NULL) {
+        if (pool_add_member(p, server, server_spec, (struct sockaddr *)&want[j],
+                            net_addr_len(&want[j]), weight, backup) == NULL) {
             free(want);
             return -1;
         }

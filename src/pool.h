@@ -28,50 +28,50 @@ struct health_member;
 
 /* Per-member counters; plain increments on the data plane. */
 struct member_stats {
-    uint64_t requests;                  /* http requests / tcp sessions */
-    uint64_t responses[6];              /* by status class: [1]=1xx..[5]=5xx */
-    uint64_t connect_errors;            /* failed connects */
-    uint64_t bytes_in;                  /* bytes read from the member */
-    uint64_t bytes_out;                 /* bytes written to the member */
+    uint64_t requests;       /* http requests / tcp sessions */
+    uint64_t responses[6];   /* by status class: [1]=1xx..[5]=5xx */
+    uint64_t connect_errors; /* failed connects */
+    uint64_t bytes_in;       /* bytes read from the member */
+    uint64_t bytes_out;      /* bytes written to the member */
 };
 
 struct member {
-    struct pool *pool;                  /* owning pool; NULL once detached */
-    size_t index;                       /* position in pool->members */
-    size_t server;                      /* index of its server line */
+    struct pool *pool;                     /* owning pool; NULL once detached */
+    size_t index;                          /* position in pool->members */
+    size_t server;                         /* index of its server line */
     char server_spec[CONFIG_HOST_MAX + 8]; /* server line as written (label) */
-    struct sockaddr_storage addr;       /* where to connect */
-    socklen_t addrlen;                  /* length of addr in use */
-    char addr_text[CONFIG_ADDR_TEXT_MAX]; /* "IP:PORT" (label `address`) */
-    unsigned weight;                    /* configured weight, 0 = drain */
-    bool backup;                        /* only when no normal member is up */
-    bool up;                            /* health allows traffic */
-    bool gone;                          /* removed from the pool: draining */
-    double up_since;                    /* when it last came up (slow start) */
-    unsigned active;                    /* connections open to it now */
-    unsigned refs;                      /* pool's reference + connections' */
-    double bal_current;                 /* balancer scratch (smooth WRR) */
-    uint64_t bal_tag;                   /* balancer scratch */
-    struct health_member *health;       /* health state, NULL if none */
-    struct member_stats stats;          /* counters */
-    struct histogram resp_hist;         /* response times (http) */
+    struct sockaddr_storage addr;          /* where to connect */
+    socklen_t addrlen;                     /* length of addr in use */
+    char addr_text[CONFIG_ADDR_TEXT_MAX];  /* "IP:PORT" (label `address`) */
+    unsigned weight;                       /* configured weight, 0 = drain */
+    bool backup;                  /* only when no normal member is up */
+    bool up;                      /* health allows traffic */
+    bool gone;                    /* removed from the pool: draining */
+    double up_since;              /* when it last came up (slow start) */
+    unsigned active;              /* connections open to it now */
+    unsigned refs;                /* pool's reference + connections' */
+    double bal_current;           /* balancer scratch (smooth WRR) */
+    uint64_t bal_tag;             /* balancer scratch */
+    struct health_member *health; /* health state, NULL if none */
+    struct member_stats stats;    /* counters */
+    struct histogram resp_hist;   /* response times (http) */
     /* upstream: keep-alive connections to this member, not in use */
-    struct list idle;                   /* struct upstream_conn, newest first */
-    unsigned idle_n;                    /* entries in idle */
+    struct list idle; /* struct upstream_conn, newest first */
+    unsigned idle_n;  /* entries in idle */
 };
 
 struct pool {
-    char backend[CONFIG_NAME_MAX + 1];  /* backend name (label) */
-    struct member **members;            /* live members, index = position */
-    size_t n;                           /* members in use */
-    size_t cap;                         /* slots allocated */
-    double slow_start;                  /* seconds of weight ramp, 0 = off */
-    struct balance *balance;            /* picker over members */
-    uint64_t version;                   /* bumped on every membership change */
+    char backend[CONFIG_NAME_MAX + 1]; /* backend name (label) */
+    struct member **members;           /* live members, index = position */
+    size_t n;                          /* members in use */
+    size_t cap;                        /* slots allocated */
+    double slow_start;                 /* seconds of weight ramp, 0 = off */
+    struct balance *balance;           /* picker over members */
+    uint64_t version;                  /* bumped on every membership change */
     /* Called before a member leaves (removed or pool_deinit), so the
      * layers above (health) let go of what they hang on it. */
     void (*on_remove)(void *arg, struct member *m);
-    void *hook_arg;                     /* on_remove's argument */
+    void *hook_arg; /* on_remove's argument */
 };
 
 int pool_init(struct pool *p, const char *backend, double slow_start);

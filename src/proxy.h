@@ -18,14 +18,14 @@ struct frontend;
 
 /* What a proxy instance gets from whoever runs it. */
 struct proxy_env {
-    struct ev_loop *loop;               /* the loop its connections run on */
+    struct ev_loop *loop; /* the loop its connections run on */
     /* A client connection closed (max_connections accounting). */
     void (*conn_closed)(void *arg);
-    void *arg;                          /* conn_closed's argument */
+    void *arg; /* conn_closed's argument */
 };
 
 struct proxy_ops {
-    const char *name;                   /* "tcp", "http" */
+    const char *name; /* "tcp", "http" */
     /* A new instance; NULL on ENOMEM. */
     void *(*create)(const struct proxy_env *env);
     /* Takes over an accepted, non-blocking client socket of fe. */

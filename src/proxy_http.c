@@ -69,12 +69,12 @@
 
 /* One HTTP proxy instance: its connections on one loop. */
 struct proxy_http {
-    struct proxy_env env;               /* loop, accounting hook */
-    struct list conns;                  /* open client connections */
-    struct list closed;                 /* closed, freed by reap */
-    struct upstream_idle idle;          /* idle member connections */
-    struct log_limit socket_log;        /* no socket for a member conn */
-    bool stopping;                      /* graceful stop: no keep-alive */
+    struct proxy_env env;        /* loop, accounting hook */
+    struct list conns;           /* open client connections */
+    struct list closed;          /* closed, freed by reap */
+    struct upstream_idle idle;   /* idle member connections */
+    struct log_limit socket_log; /* no socket for a member conn */
+    bool stopping;               /* graceful stop: no keep-alive */
 };
 
 static void hc_run(struct http_conn *c);
@@ -231,12 +231,14 @@ hc_log(struct http_conn *c)
     if (!log_access_enabled())
         return;
     if (c->rq.t_resp > 0 && c->rq.t_sent > 0)
-        snprintf(up, sizeof(up), "%.0f", (c->rq.t_resp - c->rq.t_sent) * 1000.0);
+        snprintf(up, sizeof(up), "%.0f",
+                 (c->rq.t_resp - c->rq.t_sent) * 1000.0);
     else
         snprintf(up, sizeof(up), "-");
     log_access("http frontend=%s client=%s method=%s target=%s status=%u "
                "bytes=%llu member=%s duration_ms=%.0f upstream_ms=%s",
-               c->fe->name, c->peer_text, c->log.method[0] ? c->log.method : "-",
+               c->fe->name, c->peer_text,
+               c->log.method[0] ? c->log.method : "-",
                c->log.target[0] ? c->log.target : "-", c->rq.status,
                (unsigned long long)c->rq.bytes_out,
                c->log.member[0] ? c->log.member : "-",
@@ -273,14 +275,15 @@ hc_close(struct http_conn *c, const char *why, bool reset)
     if (c->in_request) {
         const char *mem = c->up.member ? c->up.member->addr_text : "-";
         log_debug("frontend %s: %s: request %s %s ended: %s (member %s)",
-                  c->fe->name, c->peer_text, c->log.method, c->log.target, why, mem);
+                  c->fe->name, c->peer_text, c->log.method, c->log.target, why,
+                  mem);
     }
     hc_log(c);
     upstream_req_cancel(&c->up);
     hc_drop_mconn(c, reset);
     /* A tunnel that ended on both sides was served well. */
-    hc_release(c, c->phase == HC_TUNNEL && !reset ? BALANCE_OK
-                                                  : BALANCE_ABORTED);
+    hc_release(c,
+               c->phase == HC_TUNNEL && !reset ? BALANCE_OK : BALANCE_ABORTED);
     ev_io_stop(loop, &c->cw);
     ev_timer_stop(loop, &c->timer);
     tls_io_close(&c->cio, reset);
@@ -307,7 +310,8 @@ hc_linger(struct http_conn *c)
     tls_io_shutdown(&c->cio);
     c->c_shut = true;
     hc_set_phase(c, HC_LINGER);
-    c->linger_until = ev_now(c->ph->env.loop) + (t < LINGER_TIME ? t : LINGER_TIME);
+    c->linger_until = ev_now(c->ph->env.loop) +
+                      (t < LINGER_TIME ? t : LINGER_TIME);
     if (c->c_eof)
         hc_close(c, "done", false);
 }
@@ -349,7 +353,8 @@ hc_next_request(struct http_conn *c)
 static void
 hc_request_end(struct http_conn *c)
 {
-    bool req_done = http_conn_flow_complete(&c->rq.rqf) && http_conn_buf_len(&c->sout) == 0;
+    bool req_done = http_conn_flow_complete(&c->rq.rqf) &&
+                    http_conn_buf_len(&c->sout) == 0;
 
     hc_log(c);
     if (c->mc != NULL) {
@@ -391,8 +396,8 @@ hc_server_failed(struct http_conn *c, const char *why,
                 c->rq.rqf.body == HTTP_BODY_NONE &&
                 method_idempotent(c->req.method);
 
-    if (!c->rq.retried && !c->rq.head_sent && c->rq.resp_bytes == 0 && c->mc != NULL &&
-        (nothing_sent || safe)) {
+    if (!c->rq.retried && !c->rq.head_sent && c->rq.resp_bytes == 0 &&
+        c->mc != NULL && (nothing_sent || safe)) {
         log_debug("backend %s: %s on a reused connection to %s; retrying",
                   c->be->name, why, c->up.member->addr_text);
         hc_drop_mconn(c, true);
@@ -456,7 +461,7 @@ hc_error(struct http_conn *c, unsigned status, const char *why,
                   "HTTP/1.1 %u %s\r\nContent-Type: text/plain\r\n"
                   "Content-Length: %d\r\nCache-Control: no-store\r\n%s\r\n",
                   status, http_status_text(status), bn,
-                  !keep ? "Connection: close\r\n"
+                  !keep               ? "Connection: close\r\n"
                   : c->req.minor == 0 ? "Connection: keep-alive\r\n"
                                       : "");
     hbuf_put(&c->sout);
@@ -485,11 +490,11 @@ request_remember(struct http_conn *c)
     size_t n;
 
     n = r->method_s.len < sizeof(c->log.method) - 1 ? r->method_s.len
-                                                 : sizeof(c->log.method) - 1;
+                                                    : sizeof(c->log.method) - 1;
     memcpy(c->log.method, buf + r->method_s.off, n);
     c->log.method[n] = '\0';
     n = r->target.len < sizeof(c->log.target) - 1 ? r->target.len
-                                               : sizeof(c->log.target) - 1;
+                                                  : sizeof(c->log.target) - 1;
     memcpy(c->log.target, buf + r->target.off, n);
     c->log.target[n] = '\0';
 
@@ -500,8 +505,8 @@ request_remember(struct http_conn *c)
         c->rq.key = XXH3_64bits(buf + r->path.off, r->path.len);
         c->rq.has_key = true;
     } else if (bc->hash_key == HASH_KEY_HEADER) {
-        int i = http_msg_find(r, buf, bc->hash_header,
-                              strlen(bc->hash_header), 0);
+        int i = http_msg_find(r, buf, bc->hash_header, strlen(bc->hash_header),
+                              0);
         if (i >= 0) {
             const struct http_span *v = &r->headers[i].value;
             c->rq.key = XXH3_64bits(buf + v->off, v->len);
@@ -590,7 +595,8 @@ request_ready(struct http_conn *c)
         hc_close(c, "out of memory", true);
         return;
     }
-    http_conn_flow_init(&c->rq.rqf, (enum http_body)c->req.body, c->req.content_length);
+    http_conn_flow_init(&c->rq.rqf, (enum http_body)c->req.body,
+                        c->req.content_length);
     c->cin.start = c->req.head_len;
     http_response_init(&c->resp, BUF_SIZE, c->req.method);
     hc_dispatch(c);
@@ -787,7 +793,8 @@ response_ready(struct http_conn *c)
         hbuf_put(&c->sout);
     c->rq.keep_member = r->keep_alive;
     c->rq.keep_client = c->req.keep_alive && !c->ph->stopping && !tunnel &&
-                     r->body != HTTP_BODY_CLOSE && http_conn_flow_complete(&c->rq.rqf);
+                        r->body != HTTP_BODY_CLOSE &&
+                        http_conn_flow_complete(&c->rq.rqf);
     if (response_rewrite(c, buf, tunnel) != 0) {
         hc_close(c, "out of memory", true);
         return;
@@ -806,7 +813,8 @@ response_ready(struct http_conn *c)
 static void
 parse_response(struct http_conn *c)
 {
-    while (!c->rq.resp_final && c->phase == HC_FORWARD && http_conn_buf_len(&c->sin) > 0) {
+    while (!c->rq.resp_final && c->phase == HC_FORWARD &&
+           http_conn_buf_len(&c->sin) > 0) {
         switch (http_parse(&c->resp, c->sin.data + c->sin.start,
                            http_conn_buf_len(&c->sin))) {
         case HTTP_PARSE_AGAIN:
@@ -1080,8 +1088,9 @@ server_read(struct http_conn *c)
         return true;
     }
     if (!c->rq.resp_final) {
-        hc_server_failed(c, n == 0 ? "server closed before responding"
-                                   : "server reset before responding",
+        hc_server_failed(c,
+                         n == 0 ? "server closed before responding"
+                                : "server reset before responding",
                          BALANCE_SERVER_ERROR);
         return true;
     }
@@ -1167,8 +1176,10 @@ step_forward(struct http_conn *c)
         return p || c->phase != HC_TUNNEL;
 
     /* The response is complete once all of it reached the client. */
-    if (c->rq.resp_final && http_conn_flow_complete(&c->rq.rsf) && http_conn_buf_len(&c->cout) == 0) {
-        if (!http_conn_flow_complete(&c->rq.rqf) || http_conn_buf_len(&c->sout) > 0) {
+    if (c->rq.resp_final && http_conn_flow_complete(&c->rq.rsf) &&
+        http_conn_buf_len(&c->cout) == 0) {
+        if (!http_conn_flow_complete(&c->rq.rqf) ||
+            http_conn_buf_len(&c->sout) > 0) {
             /* Answered before the request ended: neither side reusable. */
             c->rq.keep_client = c->rq.keep_member = false;
             c->rq.stop_input = true;
@@ -1350,7 +1361,6 @@ proxy_http_accept(void *proxy, struct frontend *fe, int fd,
     struct proxy_http *ph = proxy;
     struct http_conn *c;
 
-
     c = calloc(1, sizeof(*c));
     if (c == NULL)
         goto fail;
@@ -1409,7 +1419,7 @@ proxy_http_stop(void *proxy)
 
     ph->stopping = true;
     ph->idle.closing = true;
-    list_for_each_safe(l, tmp, &ph->conns) {
+    list_for_each_safe (l, tmp, &ph->conns) {
         struct http_conn *c = container_of(l, struct http_conn, link);
         if ((c->phase == HC_HEAD && !c->req_started) ||
             c->phase == HC_HANDSHAKE)

@@ -26,8 +26,8 @@
 #include "log.h"
 #include "net.h"
 
-#define SIDE_OF(w, field)                                                    \
-    ((struct conn_side *)((char *)(w) - offsetof(struct conn_side, field)))
+#define SIDE_OF(w, field)                                                      \
+    ((struct conn_side *)((char *)(w)-offsetof(struct conn_side, field)))
 
 static void proxy_tcp_connect_next(struct conn *c);
 static void conn_arm_timer(struct conn *c, double after);
@@ -105,8 +105,8 @@ write_failed(struct conn *c, struct conn_side *from, struct conn_side *to)
         ev_io_start(conn_loop(c), &to->wio);
         return 1;
     }
-    conn_abort(c, to == &c->client ? "client write error"
-                                    : "server write error");
+    conn_abort(c,
+               to == &c->client ? "client write error" : "server write error");
     return -1;
 }
 
@@ -129,8 +129,7 @@ flush(struct conn *c, struct conn_side *from)
         touch(c, to);
     }
     while (b != NULL && buf_len(b) > 0) {
-        ssize_t n = send(to->fd, b->data + b->start, buf_len(b),
-                         MSG_NOSIGNAL);
+        ssize_t n = send(to->fd, b->data + b->start, buf_len(b), MSG_NOSIGNAL);
         if (n < 0) {
             if ((rc = write_failed(c, from, to)) != 0)
                 return rc;
@@ -395,8 +394,8 @@ conn_tunnel(struct conn *c)
         struct sockaddr_storage local;
         socklen_t len = sizeof(local);
         struct buf *b = buf_get();
-        if (b == NULL || getsockname(c->client.fd, (struct sockaddr *)&local,
-                                     &len) != 0) {
+        if (b == NULL ||
+            getsockname(c->client.fd, (struct sockaddr *)&local, &len) != 0) {
             buf_put(b);
             conn_close(c, "proxy protocol error");
             return;
@@ -474,8 +473,8 @@ proxy_tcp_connect_next(struct conn *c)
         conn_arm_timer(c, c->up.retry_at - now);
         return;
     case UPSTREAM_NONE:
-        conn_close(c, c->up.attempts == 0 ? "no member up"
-                                          : "retries exhausted");
+        conn_close(c,
+                   c->up.attempts == 0 ? "no member up" : "retries exhausted");
         return;
     case UPSTREAM_EXHAUSTED:
         conn_close(c, "retries exhausted");

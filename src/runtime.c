@@ -57,9 +57,8 @@ runtime_resume_accept(struct runtime *rt)
 static void
 runtime_accept_retry_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
-    struct runtime *rt = (struct runtime *)((char *)w -
-                                            offsetof(struct runtime,
-                                                     accept_retry));
+    struct runtime *rt = (struct runtime *)((char *)w - offsetof(struct runtime,
+                                                                 accept_retry));
     (void)loop;
     (void)revents;
     if (rt->active_conns < rt->cfg->max_connections)
@@ -183,8 +182,7 @@ runtime_backend_create(struct runtime *rt, const struct config *cfg,
         .arg = rt,
     };
 
-    return backend_create(rt->loop, rt->dns, cfg, cb, old, &hooks, err,
-                          errlen);
+    return backend_create(rt->loop, rt->dns, cfg, cb, old, &hooks, err, errlen);
 }
 
 struct runtime *
@@ -227,23 +225,25 @@ runtime_create(struct ev_loop *loop, struct config *cfg, struct dns *dns,
     if (rt->backends == NULL || rt->frontends == NULL)
         goto oom;
     for (size_t i = 0; i < cfg->nbackends; i++) {
-        struct backend *be = runtime_backend_create(
-            rt, cfg, &cfg->backends[i], NULL, err, errlen);
+        struct backend *be = runtime_backend_create(rt, cfg, &cfg->backends[i],
+                                                    NULL, err, errlen);
         if (be == NULL)
             goto err;
         rt->backends[rt->nbackends++] = be;
     }
     for (size_t i = 0; i < cfg->nfrontends; i++) {
         const struct config_frontend *cf = &cfg->frontends[i];
-        struct frontend *fe = runtime_frontend_create(
-            rt, cf, rt->backends[cf->backend], err, errlen);
+        struct frontend *fe = runtime_frontend_create(rt, cf,
+                                                      rt->backends[cf->backend],
+                                                      err, errlen);
         if (fe == NULL)
             goto err;
         rt->frontends[rt->nfrontends++] = fe;
         for (size_t j = 0; j < cf->nlisten; j++) {
             char lerr[256];
-            struct listener *l = listener_create(
-                &cf->listen[j], &rt->accept_hooks, lerr, sizeof(lerr));
+            struct listener *l = listener_create(&cf->listen[j],
+                                                 &rt->accept_hooks, lerr,
+                                                 sizeof(lerr));
             if (l == NULL) {
                 snprintf(err, errlen, "frontend %s: %s", fe->name, lerr);
                 goto err;
@@ -261,10 +261,10 @@ err:
 }
 
 enum {
-    RUNTIME_PHASE_NONE,                 /* not preparing */
-    RUNTIME_PHASE_DNS,                  /* first resolution of every name */
-    RUNTIME_PHASE_HEALTH,               /* first round of health checks */
-    RUNTIME_PHASE_READY,                /* ready_cb called */
+    RUNTIME_PHASE_NONE,   /* not preparing */
+    RUNTIME_PHASE_DNS,    /* first resolution of every name */
+    RUNTIME_PHASE_HEALTH, /* first round of health checks */
+    RUNTIME_PHASE_READY,  /* ready_cb called */
 };
 
 static void runtime_ready_timeout_cb(struct ev_loop *loop, ev_timer *w,
@@ -362,8 +362,7 @@ runtime_start_health_phase(struct runtime *rt)
         if (rt->backends[i]->cfg.health_timeout > longest)
             longest = rt->backends[i]->cfg.health_timeout;
     /* Each check ends by its own timeout; the margin covers loop delay. */
-    ev_timer_init(&rt->ready_timer, runtime_ready_timeout_cb, longest + 0.5,
-                  0);
+    ev_timer_init(&rt->ready_timer, runtime_ready_timeout_cb, longest + 0.5, 0);
     rt->ready_timer.data = rt;
     ev_timer_start(rt->loop, &rt->ready_timer);
     runtime_phase_check(rt);
@@ -503,8 +502,7 @@ runtime_find_backend(struct runtime *rt, const char *name)
  * arrays and lets the old objects go.
  */
 int
-runtime_reload(struct runtime *rt, struct config *cfg, char *err,
-               size_t errlen)
+runtime_reload(struct runtime *rt, struct config *cfg, char *err, size_t errlen)
 {
     struct backend **bes = calloc(cfg->nbackends + 1, sizeof(*bes));
     struct frontend **fes = calloc(cfg->nfrontends + 1, sizeof(*fes));
@@ -532,8 +530,8 @@ runtime_reload(struct runtime *rt, struct config *cfg, char *err,
             ls[i][j] = runtime_find_listener(rt, &cf->listen[j]);
             if (ls[i][j] != NULL)
                 continue;
-            ls[i][j] = listener_create(&cf->listen[j], &rt->accept_hooks,
-                                       lerr, sizeof(lerr));
+            ls[i][j] = listener_create(&cf->listen[j], &rt->accept_hooks, lerr,
+                                       sizeof(lerr));
             if (ls[i][j] == NULL) {
                 snprintf(err, errlen, "frontend %s: %s", cf->name, lerr);
                 goto fail;
@@ -551,8 +549,8 @@ runtime_reload(struct runtime *rt, struct config *cfg, char *err,
     }
     for (size_t i = 0; i < cfg->nfrontends; i++) {
         const struct config_frontend *cf = &cfg->frontends[i];
-        struct frontend *fe =
-            runtime_frontend_create(rt, cf, bes[cf->backend], err, errlen);
+        struct frontend *fe = runtime_frontend_create(rt, cf, bes[cf->backend],
+                                                      err, errlen);
         if (fe == NULL)
             goto fail;
         fes[nfes++] = fe;
@@ -576,8 +574,8 @@ runtime_reload(struct runtime *rt, struct config *cfg, char *err,
                 added++;
                 if (!rt->accept_paused && !rt->stopping)
                     listener_start(rt->loop, l);
-                log_info("reload: frontend %s now also listens on %s",
-                         fe->name, l->addr.text);
+                log_info("reload: frontend %s now also listens on %s", fe->name,
+                         l->addr.text);
             }
         }
     }

@@ -25,29 +25,29 @@ struct dns;
 #define RUNTIME_MODES 2
 
 struct runtime {
-    struct ev_loop *loop;               /* the one event loop */
-    struct config *cfg;                 /* configuration in force */
-    struct frontend **frontends;        /* in config order */
-    size_t nfrontends;                  /* entries in frontends */
-    struct backend **backends;          /* in config order */
-    size_t nbackends;                   /* entries in backends */
-    unsigned active_conns;              /* client connections open */
+    struct ev_loop *loop;        /* the one event loop */
+    struct config *cfg;          /* configuration in force */
+    struct frontend **frontends; /* in config order */
+    size_t nfrontends;           /* entries in frontends */
+    struct backend **backends;   /* in config order */
+    size_t nbackends;            /* entries in backends */
+    unsigned active_conns;       /* client connections open */
     const struct proxy_ops *proxy_ops[RUNTIME_MODES]; /* by config mode */
-    void *proxies[RUNTIME_MODES];       /* their instances on loop */
-    struct listener_hooks accept_hooks; /* accept limits of every listener */
-    ev_check reaper;                    /* frees closed connections */
-    ev_timer accept_retry;              /* resumes accepting after EMFILE */
-    bool accept_paused;                 /* listeners stopped */
-    struct log_limit accept_log;        /* accept failures (EMFILE...) */
-    struct log_limit maxconn_log;       /* max_connections reached */
-    bool stopping;                      /* graceful stop in progress */
-    struct dns *dns;                    /* shared DNS plane */
-    size_t dns_pending;                 /* names unresolved at start-up */
+    void *proxies[RUNTIME_MODES];         /* their instances on loop */
+    struct listener_hooks accept_hooks;   /* accept limits of every listener */
+    ev_check reaper;                      /* frees closed connections */
+    ev_timer accept_retry;                /* resumes accepting after EMFILE */
+    bool accept_paused;                   /* listeners stopped */
+    struct log_limit accept_log;          /* accept failures (EMFILE...) */
+    struct log_limit maxconn_log;         /* max_connections reached */
+    bool stopping;                        /* graceful stop in progress */
+    struct dns *dns;                      /* shared DNS plane */
+    size_t dns_pending;                   /* names unresolved at start-up */
     void (*ready_cb)(struct runtime *rt); /* runtime_prepare's callback */
-    ev_timer ready_timer;               /* bounds the start-up phases */
-    int ready_phase;                    /* RUNTIME_PHASE_* */
-    uint64_t reloads_ok;                /* ferry_config_reloads_total */
-    uint64_t reloads_fail;              /* ferry_config_reloads_total */
+    ev_timer ready_timer;                 /* bounds the start-up phases */
+    int ready_phase;                      /* RUNTIME_PHASE_* */
+    uint64_t reloads_ok;                  /* ferry_config_reloads_total */
+    uint64_t reloads_fail;                /* ferry_config_reloads_total */
 };
 
 /*

@@ -27,51 +27,51 @@
 #include "strbuf.h"
 
 struct stats {
-    struct ev_loop *loop;               /* the loop (for uptime) */
-    struct runtime *rt;                 /* what to show */
-    struct dns *dns;                    /* DNS names to show */
-    struct stats_server *srv;           /* the endpoint, NULL if off */
-    struct config_addr addr;            /* where srv listens */
-    struct stats_server *next;          /* reload: prepared new endpoint */
-    struct config_addr next_addr;       /* its address */
-    bool next_off;                      /* reload turns the endpoint off */
-    double started;                     /* start time (wall clock) */
+    struct ev_loop *loop;         /* the loop (for uptime) */
+    struct runtime *rt;           /* what to show */
+    struct dns *dns;              /* DNS names to show */
+    struct stats_server *srv;     /* the endpoint, NULL if off */
+    struct config_addr addr;      /* where srv listens */
+    struct stats_server *next;    /* reload: prepared new endpoint */
+    struct config_addr next_addr; /* its address */
+    bool next_off;                /* reload turns the endpoint off */
+    double started;               /* start time (wall clock) */
 };
 
-#define X_METRICS(X)                                                         \
-    X(FRONTEND_CONN, "ferry_frontend_connections_total", "counter",          \
-      "Client connections accepted.")                                        \
-    X(FRONTEND_ACTIVE, "ferry_frontend_active_connections", "gauge",         \
-      "Client connections open now.")                                        \
-    X(SERVER_REQ, "ferry_server_requests_total", "counter",                  \
-      "Requests (http) or sessions (tcp) sent to the member.")               \
-    X(SERVER_RESP, "ferry_server_responses_total", "counter",                \
-      "Responses from the member by status class.")                          \
-    X(SERVER_ACTIVE, "ferry_server_active_connections", "gauge",             \
-      "Connections to the member open now.")                                 \
-    X(SERVER_UP, "ferry_server_up", "gauge",                                 \
-      "1 when the member may receive traffic, 0 when it is down.")           \
-    X(SERVER_CHECKS, "ferry_server_health_checks_total", "counter",          \
-      "Active health checks by result.")                                     \
-    X(SERVER_CONNERR, "ferry_server_connect_errors_total", "counter",        \
-      "Failed connects to the member.")                                      \
-    X(SERVER_EJECT, "ferry_server_passive_ejections_total", "counter",       \
-      "Times passive checks took the member out.")                           \
-    X(SERVER_RESP_SEC, "ferry_server_response_seconds", "histogram",         \
-      "Time from request sent to response head received.")                   \
-    X(BACKEND_MEMBERS, "ferry_backend_members", "gauge",                     \
-      "Members of the backend's pool after DNS expansion.")                  \
-    X(DNS_LOOKUPS, "ferry_dns_lookups_total", "counter",                     \
-      "DNS cache lookups by result.")                                        \
-    X(DNS_QUERIES, "ferry_dns_queries_total", "counter",                     \
-      "DNS queries sent upstream by result.")                                \
-    X(DNS_QUERY_SEC, "ferry_dns_query_seconds", "histogram",                 \
-      "Time DNS queries sent upstream took.")                                \
-    X(DNS_ENTRIES, "ferry_dns_cache_entries", "gauge",                       \
-      "Entries in the DNS cache (one per name and family).")                 \
-    X(RELOADS, "ferry_config_reloads_total", "counter",                      \
-      "Configuration reloads by result.")                                    \
-    X(BUILD_INFO, "ferry_build_info", "gauge",                               \
+#define X_METRICS(X)                                                           \
+    X(FRONTEND_CONN, "ferry_frontend_connections_total", "counter",            \
+      "Client connections accepted.")                                          \
+    X(FRONTEND_ACTIVE, "ferry_frontend_active_connections", "gauge",           \
+      "Client connections open now.")                                          \
+    X(SERVER_REQ, "ferry_server_requests_total", "counter",                    \
+      "Requests (http) or sessions (tcp) sent to the member.")                 \
+    X(SERVER_RESP, "ferry_server_responses_total", "counter",                  \
+      "Responses from the member by status class.")                            \
+    X(SERVER_ACTIVE, "ferry_server_active_connections", "gauge",               \
+      "Connections to the member open now.")                                   \
+    X(SERVER_UP, "ferry_server_up", "gauge",                                   \
+      "1 when the member may receive traffic, 0 when it is down.")             \
+    X(SERVER_CHECKS, "ferry_server_health_checks_total", "counter",            \
+      "Active health checks by result.")                                       \
+    X(SERVER_CONNERR, "ferry_server_connect_errors_total", "counter",          \
+      "Failed connects to the member.")                                        \
+    X(SERVER_EJECT, "ferry_server_passive_ejections_total", "counter",         \
+      "Times passive checks took the member out.")                             \
+    X(SERVER_RESP_SEC, "ferry_server_response_seconds", "histogram",           \
+      "Time from request sent to response head received.")                     \
+    X(BACKEND_MEMBERS, "ferry_backend_members", "gauge",                       \
+      "Members of the backend's pool after DNS expansion.")                    \
+    X(DNS_LOOKUPS, "ferry_dns_lookups_total", "counter",                       \
+      "DNS cache lookups by result.")                                          \
+    X(DNS_QUERIES, "ferry_dns_queries_total", "counter",                       \
+      "DNS queries sent upstream by result.")                                  \
+    X(DNS_QUERY_SEC, "ferry_dns_query_seconds", "histogram",                   \
+      "Time DNS queries sent upstream took.")                                  \
+    X(DNS_ENTRIES, "ferry_dns_cache_entries", "gauge",                         \
+      "Entries in the DNS cache (one per name and family).")                   \
+    X(RELOADS, "ferry_config_reloads_total", "counter",                        \
+      "Configuration reloads by result.")                                      \
+    X(BUILD_INFO, "ferry_build_info", "gauge",                                 \
       "Always 1; the version is a label.")
 
 enum stats_metric {
@@ -91,8 +91,8 @@ static const struct {
 #undef X_ROW
 };
 
-static const char *const stats_classes[] = {NULL, "1xx", "2xx", "3xx",
-                                            "4xx", "5xx"};
+static const char *const stats_classes[] = {NULL,  "1xx", "2xx",
+                                            "3xx", "4xx", "5xx"};
 
 static double
 stats_wall_now(void)
@@ -142,8 +142,8 @@ for_each_member(struct stats *st, struct strbuf *sb, member_fn fn, void *arg)
 }
 
 static void
-emit_requests(struct strbuf *sb, const struct member *m,
-              struct strbuf_label *l, size_t n, void *arg)
+emit_requests(struct strbuf *sb, const struct member *m, struct strbuf_label *l,
+              size_t n, void *arg)
 {
     (void)arg;
     strbuf_prom_sample_u64(sb, stats_metrics[M_SERVER_REQ].name, l, n,
@@ -157,8 +157,8 @@ emit_responses(struct strbuf *sb, const struct member *m,
     (void)arg;
     for (int c = 1; c <= 5; c++) {
         l[n] = (struct strbuf_label){"code", stats_classes[c]};
-        strbuf_prom_sample_u64(sb, stats_metrics[M_SERVER_RESP].name, l,
-                               n + 1, m->stats.responses[c]);
+        strbuf_prom_sample_u64(sb, stats_metrics[M_SERVER_RESP].name, l, n + 1,
+                               m->stats.responses[c]);
     }
 }
 
@@ -194,8 +194,8 @@ emit_checks(struct strbuf *sb, const struct member *m, struct strbuf_label *l,
 }
 
 static void
-emit_connerr(struct strbuf *sb, const struct member *m,
-             struct strbuf_label *l, size_t n, void *arg)
+emit_connerr(struct strbuf *sb, const struct member *m, struct strbuf_label *l,
+             size_t n, void *arg)
 {
     (void)arg;
     strbuf_prom_sample_u64(sb, stats_metrics[M_SERVER_CONNERR].name, l, n,
@@ -226,10 +226,10 @@ static const struct {
     enum stats_metric metric;
     member_fn fn;
 } stats_member_metrics[] = {
-    {M_SERVER_REQ, emit_requests},     {M_SERVER_RESP, emit_responses},
-    {M_SERVER_ACTIVE, emit_active},    {M_SERVER_UP, emit_up},
-    {M_SERVER_CHECKS, emit_checks},    {M_SERVER_CONNERR, emit_connerr},
-    {M_SERVER_EJECT, emit_eject},      {M_SERVER_RESP_SEC, emit_resp_hist},
+    {M_SERVER_REQ, emit_requests},  {M_SERVER_RESP, emit_responses},
+    {M_SERVER_ACTIVE, emit_active}, {M_SERVER_UP, emit_up},
+    {M_SERVER_CHECKS, emit_checks}, {M_SERVER_CONNERR, emit_connerr},
+    {M_SERVER_EJECT, emit_eject},   {M_SERVER_RESP_SEC, emit_resp_hist},
 };
 
 int
@@ -253,11 +253,11 @@ stats_render_metrics(struct strbuf *sb, const char **ctype, void *arg)
     header(sb, M_FRONTEND_ACTIVE);
     for (size_t i = 0; i < rt->nfrontends; i++) {
         struct strbuf_label l = {"frontend", rt->frontends[i]->name};
-        strbuf_prom_sample_u64(sb, stats_metrics[M_FRONTEND_ACTIVE].name, &l,
-                               1, rt->frontends[i]->stats.active);
+        strbuf_prom_sample_u64(sb, stats_metrics[M_FRONTEND_ACTIVE].name, &l, 1,
+                               rt->frontends[i]->stats.active);
     }
-    for (size_t k = 0; k < sizeof(stats_member_metrics) /
-                               sizeof(stats_member_metrics[0]);
+    for (size_t k = 0;
+         k < sizeof(stats_member_metrics) / sizeof(stats_member_metrics[0]);
          k++) {
         header(sb, stats_member_metrics[k].metric);
         for_each_member(st, sb, stats_member_metrics[k].fn, NULL);
@@ -265,8 +265,8 @@ stats_render_metrics(struct strbuf *sb, const char **ctype, void *arg)
     header(sb, M_BACKEND_MEMBERS);
     for (size_t i = 0; i < rt->nbackends; i++) {
         struct strbuf_label l = {"backend", rt->backends[i]->name};
-        strbuf_prom_sample_u64(sb, stats_metrics[M_BACKEND_MEMBERS].name, &l,
-                               1, rt->backends[i]->pool.n);
+        strbuf_prom_sample_u64(sb, stats_metrics[M_BACKEND_MEMBERS].name, &l, 1,
+                               rt->backends[i]->pool.n);
     }
 
     header(sb, M_DNS_LOOKUPS);
@@ -285,8 +285,8 @@ stats_render_metrics(struct strbuf *sb, const char **ctype, void *arg)
                     {"name", ns[i]->name},
                     {"result", dns_cache_status_name(qs[q])},
                 };
-                strbuf_prom_sample_u64(sb, stats_metrics[M_DNS_QUERIES].name,
-                                       l, 2, ns[i]->upstream[qs[q]]);
+                strbuf_prom_sample_u64(sb, stats_metrics[M_DNS_QUERIES].name, l,
+                                       2, ns[i]->upstream[qs[q]]);
             }
         header(sb, M_DNS_QUERY_SEC);
         for (size_t i = 0; i < n; i++) {
@@ -312,8 +312,7 @@ stats_render_metrics(struct strbuf *sb, const char **ctype, void *arg)
     header(sb, M_BUILD_INFO);
     {
         struct strbuf_label l = {"version", PACKAGE_VERSION};
-        strbuf_prom_sample_u64(sb, stats_metrics[M_BUILD_INFO].name, &l, 1,
-                               1);
+        strbuf_prom_sample_u64(sb, stats_metrics[M_BUILD_INFO].name, &l, 1, 1);
     }
     return 0;
 }
@@ -387,20 +386,19 @@ json_member(struct strbuf *sb, const struct member *m)
     strbuf_putc(sb, '{');
     json_kv_u64(sb, "checks_passed", hc ? hc->checks_passed : 0, true);
     json_kv_u64(sb, "checks_failed", hc ? hc->checks_failed : 0, true);
-    json_kv_u64(sb, "passive_ejections", hc ? hc->passive_ejections : 0,
-                true);
+    json_kv_u64(sb, "passive_ejections", hc ? hc->passive_ejections : 0, true);
     json_kv_u64(sb, "transitions", hc ? hc->transitions : 0, true);
-    json_kv_str(sb, "last_check",
-                hc && hc->has_checked ? hc->last_check : NULL, true);
+    json_kv_str(sb, "last_check", hc && hc->has_checked ? hc->last_check : NULL,
+                true);
     json_kv_double(sb, "last_check_seconds",
                    hc && hc->has_checked ? hc->last_duration : NAN, false);
     strbuf_puts(sb, "}}");
 }
 
 struct json_dns_ctx {
-    struct strbuf *sb;                  /* output */
-    double now;                         /* monotonic now */
-    bool first;                         /* no comma before the first */
+    struct strbuf *sb; /* output */
+    double now;        /* monotonic now */
+    bool first;        /* no comma before the first */
 };
 
 static void
@@ -425,7 +423,7 @@ json_dns_entry(const struct dns_cache_entry *e, void *arg)
     strbuf_putc(sb, '[');
     for (size_t i = 0; usable && i < e->naddrs; i++) {
         net_addr_format((const struct sockaddr *)&e->addrs[i], text,
-                    sizeof(text));
+                        sizeof(text));
         /* Cache addresses carry port 0: show the IP only. */
         char *colon = strrchr(text, ':');
         if (colon != NULL)
@@ -481,8 +479,7 @@ stats_render_json(struct strbuf *sb, const char **ctype, void *arg)
             strbuf_append_json_string(sb, fe->listeners[j]->addr.text);
         }
         strbuf_puts(sb, "],");
-        json_kv_u64(sb, "connections_total", fe->stats.connections_total,
-                    true);
+        json_kv_u64(sb, "connections_total", fe->stats.connections_total, true);
         json_kv_u64(sb, "active_connections", fe->stats.active, false);
         strbuf_putc(sb, '}');
     }
@@ -499,8 +496,7 @@ stats_render_json(struct strbuf *sb, const char **ctype, void *arg)
             up += be->pool.members[j]->up;
         strbuf_putc(sb, '{');
         json_kv_str(sb, "name", be->name, true);
-        json_kv_str(sb, "balance", config_balance_name(be->cfg.balance),
-                    true);
+        json_kv_str(sb, "balance", config_balance_name(be->cfg.balance), true);
         json_kv_u64(sb, "members_total", be->pool.n, true);
         json_kv_u64(sb, "members_up", up, true);
         json_key(sb, "members");
@@ -578,16 +574,16 @@ html_member_row(struct strbuf *sb, const struct member *m)
                   "</td><td class=\"n\">%u</td><td class=\"n\">%u</td>"
                   "<td class=\"n\">%llu</td><td class=\"n\">%llu</td>"
                   "<td class=\"n\">%llu</td>",
-                  m->weight, m->active,
-                  (unsigned long long)m->stats.requests,
+                  m->weight, m->active, (unsigned long long)m->stats.requests,
                   (unsigned long long)m->stats.responses[5],
                   (unsigned long long)m->stats.connect_errors);
     if (isnan(p50))
         strbuf_puts(sb, "<td class=\"n muted\">-</td><td class=\"n "
                         "muted\">-</td>");
     else
-        strbuf_printf(sb, "<td class=\"n\">%.1f ms</td><td class=\"n\">%.1f "
-                          "ms</td>",
+        strbuf_printf(sb,
+                      "<td class=\"n\">%.1f ms</td><td class=\"n\">%.1f "
+                      "ms</td>",
                       p50 * 1000, p99 * 1000);
     strbuf_puts(sb, "<td>");
     html_text(sb, hc && hc->has_checked ? hc->last_check : "-");
@@ -595,8 +591,8 @@ html_member_row(struct strbuf *sb, const struct member *m)
 }
 
 struct html_dns_ctx {
-    struct strbuf *sb;                  /* output */
-    double now;                         /* monotonic now */
+    struct strbuf *sb; /* output */
+    double now;        /* monotonic now */
 };
 
 static void
@@ -612,8 +608,7 @@ html_dns_row(const struct dns_cache_entry *e, void *arg)
                   e->family == 6 ? "AAAA" : "A",
                   dns_cache_state_name(e->state));
     if (usable)
-        strbuf_printf(sb, "<td class=\"n\">%.0f s</td>",
-                      e->expires - hc->now);
+        strbuf_printf(sb, "<td class=\"n\">%.0f s</td>", e->expires - hc->now);
     else
         strbuf_puts(sb, "<td class=\"n muted\">-</td>");
     strbuf_printf(sb,
@@ -660,8 +655,9 @@ stats_render_html(struct strbuf *sb, const char **ctype, void *arg)
         }
         strbuf_puts(sb, "</td><td>");
         html_text(sb, fe->backend->name);
-        strbuf_printf(sb, "</td><td class=\"n\">%u</td><td class=\"n\">%llu"
-                          "</td></tr>\n",
+        strbuf_printf(sb,
+                      "</td><td class=\"n\">%u</td><td class=\"n\">%llu"
+                      "</td></tr>\n",
                       fe->stats.active,
                       (unsigned long long)fe->stats.connections_total);
     }
@@ -674,8 +670,9 @@ stats_render_html(struct strbuf *sb, const char **ctype, void *arg)
             up += be->pool.members[j]->up;
         strbuf_puts(sb, "<h2>Backend ");
         html_text(sb, be->name);
-        strbuf_printf(sb, " <span class=\"muted\">(%s, %zu of %zu members "
-                          "up)</span></h2>\n",
+        strbuf_printf(sb,
+                      " <span class=\"muted\">(%s, %zu of %zu members "
+                      "up)</span></h2>\n",
                       config_balance_name(be->cfg.balance), up, be->pool.n);
         strbuf_puts(sb, "<table><tr><th>server</th><th>address</th>"
                         "<th>state</th><th>reason</th><th>weight</th>"
@@ -748,8 +745,8 @@ stats_create_unbound(struct runtime *rt, struct dns *dns)
 }
 
 struct stats *
-stats_create(struct ev_loop *loop, const struct config *cfg,
-             struct runtime *rt, struct dns *dns, char *err, size_t errlen)
+stats_create(struct ev_loop *loop, const struct config *cfg, struct runtime *rt,
+             struct dns *dns, char *err, size_t errlen)
 {
     struct stats *st = stats_create_unbound(rt, dns);
 

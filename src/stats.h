@@ -31,8 +31,8 @@ void stats_destroy(struct stats *st);
  * (nothing else changes; -1 with err on failure), then commit switches to
  * it and takes the new token, or abort drops what prepare made.
  */
-int stats_reload_prepare(struct stats *st, const struct config *cfg,
-                         char *err, size_t errlen);
+int stats_reload_prepare(struct stats *st, const struct config *cfg, char *err,
+                         size_t errlen);
 void stats_reload_commit(struct stats *st, const struct config *cfg);
 void stats_reload_abort(struct stats *st);
 

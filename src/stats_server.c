@@ -33,55 +33,55 @@
 #define STATS_ACCEPT_BATCH 16
 /* Empty body buffers kept for the next scrapes. */
 #define STATS_SPARE_BODIES 4
-#define STATS_TOKEN_MD 32               /* SHA-256 */
+#define STATS_TOKEN_MD 32 /* SHA-256 */
 
 enum conn_state {
-    CONN_READ,                          /* reading the request head */
-    CONN_WRITE,                         /* sending the answer */
-    CONN_LINGER,                        /* answer sent, draining input */
+    CONN_READ,   /* reading the request head */
+    CONN_WRITE,  /* sending the answer */
+    CONN_LINGER, /* answer sent, draining input */
 };
 
 struct stats_conn {
-    struct stats_server *srv;           /* owner */
-    struct stats_conn *prev;            /* in srv->conns */
-    struct stats_conn *next;            /* in srv->conns */
-    int fd;                             /* client socket */
-    enum conn_state state;              /* phase */
-    ev_io io;                           /* read or write readiness */
-    ev_timer timer;                     /* deadline of the phase */
-    struct http_msg msg;                /* request head, parsed as it comes */
-    size_t head_len;                    /* bytes in head */
-    size_t hdr_len;                     /* bytes in hdr */
-    size_t body_send;                   /* body bytes to send (0 for HEAD) */
-    size_t sent;                        /* bytes of hdr then body sent */
-    struct strbuf body;                 /* answer body */
-    char hdr[512];                      /* answer status line and headers */
-    char head[STATS_SERVER_HEAD_MAX];   /* request head; drain space later */
+    struct stats_server *srv;         /* owner */
+    struct stats_conn *prev;          /* in srv->conns */
+    struct stats_conn *next;          /* in srv->conns */
+    int fd;                           /* client socket */
+    enum conn_state state;            /* phase */
+    ev_io io;                         /* read or write readiness */
+    ev_timer timer;                   /* deadline of the phase */
+    struct http_msg msg;              /* request head, parsed as it comes */
+    size_t head_len;                  /* bytes in head */
+    size_t hdr_len;                   /* bytes in hdr */
+    size_t body_send;                 /* body bytes to send (0 for HEAD) */
+    size_t sent;                      /* bytes of hdr then body sent */
+    struct strbuf body;               /* answer body */
+    char hdr[512];                    /* answer status line and headers */
+    char head[STATS_SERVER_HEAD_MAX]; /* request head; drain space later */
 };
 
 struct stats_route {
-    char *path;                         /* exact path, owned */
-    stats_server_render_fn fn;          /* renders the body */
-    void *user;                         /* passed to fn */
+    char *path;                /* exact path, owned */
+    stats_server_render_fn fn; /* renders the body */
+    void *user;                /* passed to fn */
 };
 
 struct stats_server {
-    struct ev_loop *loop;               /* loop everything runs on */
-    int fd;                             /* listening socket */
-    bool detached;                      /* fd handed over: do not close */
-    ev_io accept_io;                    /* listening socket readable */
-    ev_timer accept_retry;              /* resume after EMFILE and kin */
-    struct log_limit accept_log;        /* accept failures */
-    bool has_token;                     /* authorization required */
+    struct ev_loop *loop;                   /* loop everything runs on */
+    int fd;                                 /* listening socket */
+    bool detached;                          /* fd handed over: do not close */
+    ev_io accept_io;                        /* listening socket readable */
+    ev_timer accept_retry;                  /* resume after EMFILE and kin */
+    struct log_limit accept_log;            /* accept failures */
+    bool has_token;                         /* authorization required */
     unsigned char token_md[STATS_TOKEN_MD]; /* SHA-256 of the token */
-    double timeout;                     /* per-phase deadline, seconds */
-    unsigned max_conns;                 /* connection limit */
-    unsigned nconns;                    /* connections open */
-    struct stats_conn *conns;           /* open connections */
+    double timeout;                         /* per-phase deadline, seconds */
+    unsigned max_conns;                     /* connection limit */
+    unsigned nconns;                        /* connections open */
+    struct stats_conn *conns;               /* open connections */
     struct stats_route routes[STATS_SERVER_MAX_ROUTES]; /* registered */
-    size_t nroutes;                     /* routes in use */
+    size_t nroutes;                                     /* routes in use */
     struct strbuf spare[STATS_SPARE_BODIES]; /* reusable body buffers */
-    size_t nspare;                      /* spare buffers available */
+    size_t nspare;                           /* spare buffers available */
 };
 
 /* ---- request (pure) ---- */
@@ -409,8 +409,8 @@ conn_read(struct stats_conn *c)
             conn_dispatch(c);
             return;
         case HTTP_PARSE_ERROR:
-            log_debug("stats: request refused (%u): %s",
-                      (unsigned)c->msg.error, c->msg.error_reason);
+            log_debug("stats: request refused (%u): %s", (unsigned)c->msg.error,
+                      c->msg.error_reason);
             conn_respond(c, c->msg.error, NULL, false);
             return;
         case HTTP_PARSE_AGAIN:
@@ -499,8 +499,7 @@ accept_cb(struct ev_loop *loop, ev_io *w, int revents)
     struct stats_server *srv = w->data;
     int i;
 
-    for (i = 0; i < STATS_ACCEPT_BATCH && srv->nconns < srv->max_conns;
-         i++) {
+    for (i = 0; i < STATS_ACCEPT_BATCH && srv->nconns < srv->max_conns; i++) {
         int fd = accept4(srv->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 
         if (fd >= 0) {
@@ -538,8 +537,7 @@ accept_retry_cb(struct ev_loop *loop, ev_timer *w, int revents)
 
 struct stats_server *
 stats_server_create(struct ev_loop *loop, const struct sockaddr *addr,
-                    socklen_t len, const char *token, char *err,
-                    size_t errlen)
+                    socklen_t len, const char *token, char *err, size_t errlen)
 {
     char text[INET6_ADDRSTRLEN + 16], lerr[256];
     int fd;
@@ -586,8 +584,7 @@ stats_server_create_from_fd(struct ev_loop *loop, int fd, const char *token,
     }
     ev_io_init(&srv->accept_io, accept_cb, fd, EV_READ);
     srv->accept_io.data = srv;
-    ev_timer_init(&srv->accept_retry, accept_retry_cb, STATS_ACCEPT_RETRY,
-                  0.);
+    ev_timer_init(&srv->accept_retry, accept_retry_cb, STATS_ACCEPT_RETRY, 0.);
     srv->accept_retry.data = srv;
     accept_update(srv);
     return srv;

@@ -110,21 +110,21 @@ unsigned stats_server_conns(const struct stats_server *srv);
 struct http_msg;
 
 enum stats_method {
-    STATS_METHOD_OTHER,                 /* anything else: 405 */
-    STATS_METHOD_GET,                   /* GET */
-    STATS_METHOD_HEAD,                  /* HEAD */
+    STATS_METHOD_OTHER, /* anything else: 405 */
+    STATS_METHOD_GET,   /* GET */
+    STATS_METHOD_HEAD,  /* HEAD */
 };
 
 struct stats_request {
-    enum stats_method method;           /* parsed method */
-    const char *path;                   /* into the head buffer, not NUL-
+    enum stats_method method; /* parsed method */
+    const char *path;         /* into the head buffer, not NUL-
                                            terminated; query excluded; "/"
                                            for "http://host"; "" for
                                            authority- or asterisk-form */
-    size_t path_len;                    /* bytes of path */
-    const char *auth;                   /* Authorization value, trimmed, or
+    size_t path_len;          /* bytes of path */
+    const char *auth;         /* Authorization value, trimmed, or
                                            NULL when absent */
-    size_t auth_len;                    /* bytes of auth */
+    size_t auth_len;          /* bytes of auth */
 };
 
 /*

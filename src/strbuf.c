@@ -142,7 +142,7 @@ strbuf_printf(struct strbuf *sb, const char *fmt, ...)
 void
 strbuf_append_u64(struct strbuf *sb, uint64_t v)
 {
-    char tmp[20];                       /* 2^64-1 has 20 digits */
+    char tmp[20]; /* 2^64-1 has 20 digits */
     size_t i = sizeof(tmp);
 
     do {
@@ -224,11 +224,8 @@ static const char *const prom_help_table[256] = {
 };
 
 static const char *const html_table[256] = {
-    ['&'] = "&amp;",
-    ['<'] = "&lt;",
-    ['>'] = "&gt;",
-    ['"'] = "&quot;",
-    ['\''] = "&#39;",
+    ['&'] = "&amp;",  ['<'] = "&lt;",   ['>'] = "&gt;",
+    ['"'] = "&quot;", ['\''] = "&#39;",
 };
 
 void

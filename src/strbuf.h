@@ -19,16 +19,16 @@
 #include <stdint.h>
 
 struct strbuf {
-    char *data;                         /* bytes; NULL until first append */
-    size_t len;                         /* bytes in use, excluding the NUL */
-    size_t cap;                         /* bytes allocated */
-    bool oom;                           /* an allocation failed: truncated */
+    char *data; /* bytes; NULL until first append */
+    size_t len; /* bytes in use, excluding the NUL */
+    size_t cap; /* bytes allocated */
+    bool oom;   /* an allocation failed: truncated */
 };
 
 /* One Prometheus label pair; value is escaped when written. */
 struct strbuf_label {
-    const char *key;                    /* label name, written as is */
-    const char *value;                  /* label value, escaped */
+    const char *key;   /* label name, written as is */
+    const char *value; /* label value, escaped */
 };
 
 void strbuf_init(struct strbuf *sb);
@@ -72,8 +72,7 @@ void strbuf_append_double(struct strbuf *sb, double v);
  * forms, surrogates, code points above U+10FFFF, truncated sequences) is
  * replaced by \ufffd, so the output is valid JSON for any input bytes.
  */
-void strbuf_append_prom_label_value(struct strbuf *sb, const char *s,
-                                    size_t n);
+void strbuf_append_prom_label_value(struct strbuf *sb, const char *s, size_t n);
 void strbuf_append_prom_help(struct strbuf *sb, const char *s, size_t n);
 void strbuf_append_html(struct strbuf *sb, const char *s, size_t n);
 void strbuf_append_json_escaped(struct strbuf *sb, const char *s, size_t n);
@@ -96,9 +95,9 @@ void strbuf_prom_labels(struct strbuf *sb, const struct strbuf_label *labels,
                         size_t nlabels, const struct strbuf_label *extra);
 /* "name" "suffix" then the labels then one space; the caller appends the
  * value and the newline. suffix may be NULL (histograms pass "_bucket"). */
-void strbuf_prom_series(struct strbuf *sb, const char *name,
-                        const char *suffix, const struct strbuf_label *labels,
-                        size_t nlabels, const struct strbuf_label *extra);
+void strbuf_prom_series(struct strbuf *sb, const char *name, const char *suffix,
+                        const struct strbuf_label *labels, size_t nlabels,
+                        const struct strbuf_label *extra);
 void strbuf_prom_sample_u64(struct strbuf *sb, const char *name,
                             const struct strbuf_label *labels, size_t nlabels,
                             uint64_t value);

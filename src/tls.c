@@ -49,8 +49,8 @@ tls_alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outlen,
 
     (void)ssl;
     (void)arg;
-    if (SSL_select_next_proto(&sel, outlen, tls_alpn, sizeof(tls_alpn) - 1,
-                              in, inlen) != OPENSSL_NPN_NEGOTIATED)
+    if (SSL_select_next_proto(&sel, outlen, tls_alpn, sizeof(tls_alpn) - 1, in,
+                              inlen) != OPENSSL_NPN_NEGOTIATED)
         /* A client offering only h2 still gets HTTP/1.1 without ALPN. */
         return SSL_TLSEXT_ERR_NOACK;
     *out = sel;
@@ -170,8 +170,8 @@ tls_load_key(SSL_CTX *ctx, const char *key, const char *cert, char *err,
     } else if (SSL_CTX_use_PrivateKey(ctx, pk) != 1) {
         if (ERR_GET_REASON(ERR_peek_last_error()) ==
             X509_R_KEY_VALUES_MISMATCH) {
-            snprintf(err, errlen, "key %s does not match certificate %s",
-                     key, cert);
+            snprintf(err, errlen, "key %s does not match certificate %s", key,
+                     cert);
             ERR_clear_error();
         } else {
             tls_error(err, errlen, "cannot load key", key);

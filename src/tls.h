@@ -23,19 +23,19 @@
 struct ssl_st;
 struct ssl_ctx_st;
 
-#define TLS_IO_ERROR (-1)               /* failed: close the connection */
-#define TLS_IO_WANT_READ (-2)           /* wait until readable, repeat */
-#define TLS_IO_WANT_WRITE (-3)          /* wait until writable, repeat */
+#define TLS_IO_ERROR (-1)      /* failed: close the connection */
+#define TLS_IO_WANT_READ (-2)  /* wait until readable, repeat */
+#define TLS_IO_WANT_WRITE (-3) /* wait until writable, repeat */
 
 /* A server context built from one certificate chain and key. */
 struct tls_ctx {
-    struct ssl_ctx_st *ssl_ctx;         /* OpenSSL context (owned) */
+    struct ssl_ctx_st *ssl_ctx; /* OpenSSL context (owned) */
 };
 
 /* One connection's transport: a plain socket when ssl is NULL. */
 struct tls_io {
-    int fd;                             /* the socket, -1 when closed */
-    struct ssl_st *ssl;                 /* TLS state, NULL for plain */
+    int fd;             /* the socket, -1 when closed */
+    struct ssl_st *ssl; /* TLS state, NULL for plain */
 };
 
 /*
@@ -47,8 +47,7 @@ struct tls_ctx *tls_ctx_create(const char *cert, const char *key, char *err,
 void tls_ctx_free(struct tls_ctx *t);
 /* Validation only (every config load, through config_load_checked): 0
  * when the pair loads and matches. */
-int tls_check_pair(const char *cert, const char *key, char *err,
-                   size_t errlen);
+int tls_check_pair(const char *cert, const char *key, char *err, size_t errlen);
 
 /* Wraps fd: with t == NULL a plain socket. Returns 0 or -1 (no memory). */
 int tls_io_init(struct tls_io *io, struct tls_ctx *t, int fd);

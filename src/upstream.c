@@ -81,8 +81,7 @@ upstream_wait(struct upstream_req *u, double now)
 }
 
 enum upstream_pick
-upstream_pick(struct upstream_req *u, const struct balance_ctx *key,
-              double now)
+upstream_pick(struct upstream_req *u, const struct balance_ctx *key, double now)
 {
     struct balance_ctx ctx = {0};
     struct member *m;
@@ -328,8 +327,7 @@ upstream_idle_take(struct upstream_idle *ui, struct member *m,
     struct list *l;
 
     while ((l = list_first(&m->idle)) != NULL) {
-        struct upstream_conn *uc = container_of(l, struct upstream_conn,
-                                                mlink);
+        struct upstream_conn *uc = container_of(l, struct upstream_conn, mlink);
         if (m->gone) {
             upstream_conn_close(uc, false);
             continue;
@@ -351,9 +349,8 @@ upstream_idle_move(struct member *from, struct member *to)
 
     /* Reload: the same address under a new member object keeps its warm
      * keep-alive connections. */
-    list_for_each(l, &from->idle) {
-        struct upstream_conn *uc = container_of(l, struct upstream_conn,
-                                                mlink);
+    list_for_each (l, &from->idle) {
+        struct upstream_conn *uc = container_of(l, struct upstream_conn, mlink);
         uc->m = to;
         member_ref(to);
         member_unref(from);

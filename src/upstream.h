@@ -35,25 +35,25 @@
 #include "list.h"
 
 enum upstream_pick {
-    UPSTREAM_PICKED,                    /* u->member holds a slot */
-    UPSTREAM_WAIT,                      /* pick again at u->retry_at, or
+    UPSTREAM_PICKED,    /* u->member holds a slot */
+    UPSTREAM_WAIT,      /* pick again at u->retry_at, or
                                            when the waiter is woken */
-    UPSTREAM_NONE,                      /* no member, nothing to wait for */
-    UPSTREAM_EXHAUSTED,                 /* `retries` used up */
+    UPSTREAM_NONE,      /* no member, nothing to wait for */
+    UPSTREAM_EXHAUSTED, /* `retries` used up */
 };
 
 /* One request's way to a member: what was tried, what it waits on. */
 struct upstream_req {
-    struct backend *be;                 /* where members come from */
-    struct member *member;              /* picked: balance slot + ref held */
-    struct balance_tried tried;         /* members that failed this request */
-    unsigned attempts;                  /* members picked so far */
-    bool waiting;                       /* last pick returned WAIT */
-    double wait_started;                /* first pick that found nothing */
-    double retry_at;                    /* WAIT: when to pick again */
-    struct dns_cache_waiter dnswait;    /* WAIT: parked on a resolution */
-    void (*woken)(void *arg);           /* the resolution completed */
-    void *arg;                          /* woken's argument */
+    struct backend *be;              /* where members come from */
+    struct member *member;           /* picked: balance slot + ref held */
+    struct balance_tried tried;      /* members that failed this request */
+    unsigned attempts;               /* members picked so far */
+    bool waiting;                    /* last pick returned WAIT */
+    double wait_started;             /* first pick that found nothing */
+    double retry_at;                 /* WAIT: when to pick again */
+    struct dns_cache_waiter dnswait; /* WAIT: parked on a resolution */
+    void (*woken)(void *arg);        /* the resolution completed */
+    void *arg;                       /* woken's argument */
 };
 
 /*
@@ -85,10 +85,10 @@ void upstream_failed(struct upstream_req *u, enum balance_outcome outcome,
                      double now);
 
 enum upstream_connect {
-    UPSTREAM_CONNECTED,                 /* connected at once (loopback) */
-    UPSTREAM_CONNECTING,                /* in progress: wait for writable */
-    UPSTREAM_NO_SOCKET,                 /* socket() failed (errno set) */
-    UPSTREAM_REFUSED,                   /* connect() failed (errno set) */
+    UPSTREAM_CONNECTED,  /* connected at once (loopback) */
+    UPSTREAM_CONNECTING, /* in progress: wait for writable */
+    UPSTREAM_NO_SOCKET,  /* socket() failed (errno set) */
+    UPSTREAM_REFUSED,    /* connect() failed (errno set) */
 };
 /*
  * Starts a non-blocking connect to m; *fd gets the socket (-1 unless
@@ -105,11 +105,11 @@ int upstream_probe_connect(const struct member *m, int *fd);
 
 /* Per event loop: every idle member connection and recycled structs. */
 struct upstream_idle {
-    struct ev_loop *loop;               /* where their watchers run */
-    struct list all;                    /* every idle connection */
-    struct list spare;                  /* recycled structs */
-    unsigned nspare;                    /* entries in spare */
-    bool closing;                       /* graceful stop: keep none */
+    struct ev_loop *loop; /* where their watchers run */
+    struct list all;      /* every idle connection */
+    struct list spare;    /* recycled structs */
+    unsigned nspare;      /* entries in spare */
+    bool closing;         /* graceful stop: keep none */
 };
 
 /*
@@ -118,18 +118,18 @@ struct upstream_idle {
  * the member does or the idle timeout passes.
  */
 struct upstream_conn {
-    int fd;                             /* socket, -1 once closed */
-    ev_io io;                           /* read/write watcher */
-    ev_timer idle_timer;                /* idle expiry */
-    struct member *m;                   /* ref held while open */
-    void *owner;                        /* user while in use, NULL idle */
-    struct upstream_idle *ui;           /* per-loop state */
-    struct list mlink;                  /* member's idle list */
-    struct list glink;                  /* ui->all while idle; ui->spare */
-    bool readable;                      /* may read without waiting */
-    bool writable;                      /* may write without waiting */
-    bool reused;                        /* served a request before */
-    bool idle;                          /* on the idle lists */
+    int fd;                   /* socket, -1 once closed */
+    ev_io io;                 /* read/write watcher */
+    ev_timer idle_timer;      /* idle expiry */
+    struct member *m;         /* ref held while open */
+    void *owner;              /* user while in use, NULL idle */
+    struct upstream_idle *ui; /* per-loop state */
+    struct list mlink;        /* member's idle list */
+    struct list glink;        /* ui->all while idle; ui->spare */
+    bool readable;            /* may read without waiting */
+    bool writable;            /* may write without waiting */
+    bool reused;              /* served a request before */
+    bool idle;                /* on the idle lists */
 };
 
 void upstream_idle_init(struct upstream_idle *ui, struct ev_loop *loop);
@@ -139,11 +139,9 @@ void upstream_idle_deinit(struct upstream_idle *ui);
 void upstream_idle_close_all(struct upstream_idle *ui);
 
 /* Wraps a socket to m (connecting or connected) for owner; io gets cb. */
-struct upstream_conn *upstream_conn_new(struct upstream_idle *ui,
-                                        struct member *m, int fd,
-                                        void (*cb)(struct ev_loop *, ev_io *,
-                                                   int),
-                                        void *owner);
+struct upstream_conn *
+upstream_conn_new(struct upstream_idle *ui, struct member *m, int fd,
+                  void (*cb)(struct ev_loop *, ev_io *, int), void *owner);
 /* Closes uc (RST when reset) and recycles its memory. */
 void upstream_conn_close(struct upstream_conn *uc, bool reset);
 /*
@@ -156,11 +154,9 @@ void upstream_idle_put(struct upstream_conn *uc);
  * The most recently used idle connection to m, now owned by owner with cb
  * on its watcher; NULL when there is none.
  */
-struct upstream_conn *upstream_idle_take(struct upstream_idle *ui,
-                                         struct member *m,
-                                         void (*cb)(struct ev_loop *,
-                                                    ev_io *, int),
-                                         void *owner);
+struct upstream_conn *
+upstream_idle_take(struct upstream_idle *ui, struct member *m,
+                   void (*cb)(struct ev_loop *, ev_io *, int), void *owner);
 /* Reload: the member `to` (same address) takes from's idle connections. */
 void upstream_idle_move(struct member *from, struct member *to);
 

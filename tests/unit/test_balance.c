@@ -21,7 +21,10 @@
 #define MAXM 128
 
 static const enum config_balance all_kinds[] = {
-    BALANCE_ROUNDROBIN, BALANCE_WEIGHTED, BALANCE_LEASTCONN, BALANCE_HASH,
+    BALANCE_ROUNDROBIN,
+    BALANCE_WEIGHTED,
+    BALANCE_LEASTCONN,
+    BALANCE_HASH,
 };
 
 /* 127.0.x.y:8080 for member number i (0-based): 127.0.0.(i+1) below 250. */
@@ -34,8 +37,8 @@ add(struct pool *p, unsigned i, unsigned weight, bool backup)
     sa.sin_family = AF_INET;
     sa.sin_port = htons(8080);
     sa.sin_addr.s_addr = htonl(0x7f000000u | (i / 250) << 8 | (i % 250 + 1));
-    m = pool_add_member(p, 0, "test:8080", (struct sockaddr *)&sa,
-                        sizeof(sa), weight, backup);
+    m = pool_add_member(p, 0, "test:8080", (struct sockaddr *)&sa, sizeof(sa),
+                        weight, backup);
     assert_non_null(m);
     m->up = true;
     return m;
@@ -584,12 +587,14 @@ map_keys(struct balance *b, int *out)
         struct balance_ctx ctx = {0};
         struct member *m;
         ctx.key = key;
-        ctx.keylen = (size_t)snprintf(key, sizeof(key), "192.0.%d.%d",
-                                      k / 256, k % 256);
+        ctx.keylen = (size_t)snprintf(key, sizeof(key), "192.0.%d.%d", k / 256,
+                                      k % 256);
         m = pick_release(b, &ctx);
         assert_non_null(m);
-        out[k] = (int)(ntohl(((struct sockaddr_in *)&m->addr)->sin_addr
-                                 .s_addr) & 0xff) - 1;
+        out[k] =
+            (int)(ntohl(((struct sockaddr_in *)&m->addr)->sin_addr.s_addr) &
+                  0xff) -
+            1;
     }
 }
 

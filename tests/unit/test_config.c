@@ -157,7 +157,7 @@ has_error(const struct config_errors *e, int line, const char *needle)
     return false;
 }
 
-#define assert_error(e, line, needle)                                        \
+#define assert_error(e, line, needle)                                          \
     assert_error_at((e), (line), (needle), __FILE__, __LINE__)
 
 static void
@@ -173,7 +173,7 @@ assert_error_at(const struct config_errors *e, int line, const char *needle,
 }
 
 /* text must fail with exactly one error, on line, containing needle. */
-#define assert_only_error(text, line, needle)                                \
+#define assert_only_error(text, line, needle)                                  \
     assert_only_error_at((text), (line), (needle), __FILE__, __LINE__)
 
 static void
@@ -193,13 +193,13 @@ assert_only_error_at(const char *text, int line, const char *needle,
 }
 
 /* A valid frontend (lines 1-4) and backend (lines 5-6). */
-#define FE                                                                   \
-    "[frontend web]\n"                                                       \
-    "listen = 127.0.0.1:8080\n"                                              \
-    "mode = tcp\n"                                                           \
+#define FE                                                                     \
+    "[frontend web]\n"                                                         \
+    "listen = 127.0.0.1:8080\n"                                                \
+    "mode = tcp\n"                                                             \
     "backend = app\n"
-#define BE                                                                   \
-    "[backend app]\n"                                                        \
+#define BE                                                                     \
+    "[backend app]\n"                                                          \
     "server = 127.0.0.1:9000\n"
 #define MIN FE BE
 
@@ -217,8 +217,8 @@ addr_ip(const struct config_addr *a, char *buf, size_t len)
 {
     if (a->ss.ss_family == AF_INET6)
         return inet_ntop(AF_INET6,
-                         &((const struct sockaddr_in6 *)&a->ss)->sin6_addr,
-                         buf, (socklen_t)len);
+                         &((const struct sockaddr_in6 *)&a->ss)->sin6_addr, buf,
+                         (socklen_t)len);
     if (a->ss.ss_family == AF_INET)
         return inet_ntop(AF_INET,
                          &((const struct sockaddr_in *)&a->ss)->sin_addr, buf,
@@ -226,15 +226,15 @@ addr_ip(const struct config_addr *a, char *buf, size_t len)
     return "";
 }
 
-#define assert_addr(a, family, ip, port)                                     \
-    do {                                                                     \
-        char ipbuf_[INET6_ADDRSTRLEN];                                       \
-        assert_int_equal((a)->ss.ss_family, (family));                       \
-        assert_string_equal(addr_ip((a), ipbuf_, sizeof(ipbuf_)), (ip));     \
-        assert_int_equal(addr_port(a), (port));                              \
-        assert_int_equal((a)->len, (family) == AF_INET6                      \
-                                       ? sizeof(struct sockaddr_in6)         \
-                                       : sizeof(struct sockaddr_in));        \
+#define assert_addr(a, family, ip, port)                                       \
+    do {                                                                       \
+        char ipbuf_[INET6_ADDRSTRLEN];                                         \
+        assert_int_equal((a)->ss.ss_family, (family));                         \
+        assert_string_equal(addr_ip((a), ipbuf_, sizeof(ipbuf_)), (ip));       \
+        assert_int_equal(addr_port(a), (port));                                \
+        assert_int_equal((a)->len, (family) == AF_INET6                        \
+                                       ? sizeof(struct sockaddr_in6)           \
+                                       : sizeof(struct sockaddr_in));          \
     } while (0)
 
 #define assert_double(a, b) assert_true(fabs_((a) - (b)) < 1e-9)
@@ -255,17 +255,40 @@ test_parse_duration(void **state)
         const char *in;
         double out;
     } ok[] = {
-        {"500ms", 0.5},  {"1ms", 0.001},   {"0ms", 0},      {"5s", 5},
-        {"0s", 0},       {"2m", 120},      {"1h", 3600},    {"3h", 10800},
-        {"7", 7},        {"0", 0},         {"90", 90},      {"007s", 7},
+        {"500ms", 0.5},  {"1ms", 0.001},     {"0ms", 0},
+        {"5s", 5},       {"0s", 0},          {"2m", 120},
+        {"1h", 3600},    {"3h", 10800},      {"7", 7},
+        {"0", 0},        {"90", 90},         {"007s", 7},
         {"1500ms", 1.5}, {"100000000", 1e8}, {"100000000ms", 1e5},
     };
     static const char *const bad[] = {
-        "",          "s",         "ms",    "m",     "h",   "-1",
-        "-1s",       "+1s",       "1.5s",  "1.5",   ".5s", "5 s",
-        " 5s",       "5s ",       "5x",    "5sec",  "5S",  "5H",
-        "5d",        "5us",       "5mss",  "1h30m", "abc", "0x10",
-        "1e3",       "100000001", "99999999999999999999999s",
+        "",
+        "s",
+        "ms",
+        "m",
+        "h",
+        "-1",
+        "-1s",
+        "+1s",
+        "1.5s",
+        "1.5",
+        ".5s",
+        "5 s",
+        " 5s",
+        "5s ",
+        "5x",
+        "5sec",
+        "5S",
+        "5H",
+        "5d",
+        "5us",
+        "5mss",
+        "1h30m",
+        "abc",
+        "0x10",
+        "1e3",
+        "100000001",
+        "99999999999999999999999s",
         "18446744073709551616",
     };
     double d;
@@ -293,15 +316,38 @@ test_parse_size(void **state)
         const char *in;
         size_t out;
     } ok[] = {
-        {"0", 0},           {"1", 1},           {"512", 512},
-        {"16k", 16384},     {"16K", 16384},     {"1k", 1024},
-        {"1m", 1048576},    {"1M", 1048576},    {"0k", 0},
-        {"32768", 32768},   {"1024m", 1073741824},
+        {"0", 0},
+        {"1", 1},
+        {"512", 512},
+        {"16k", 16384},
+        {"16K", 16384},
+        {"1k", 1024},
+        {"1m", 1048576},
+        {"1M", 1048576},
+        {"0k", 0},
+        {"32768", 32768},
+        {"1024m", 1073741824},
     };
     static const char *const bad[] = {
-        "",    "k",    "m",     "-1",   "-1k", "1.5k", "1kb", "1KB",
-        "1g",  "1G",   "1 k",   " 1k",  "1k ", "abc",  "0x10", "+1",
-        "1e3", "16kk", "99999999999999999999999",
+        "",
+        "k",
+        "m",
+        "-1",
+        "-1k",
+        "1.5k",
+        "1kb",
+        "1KB",
+        "1g",
+        "1G",
+        "1 k",
+        " 1k",
+        "1k ",
+        "abc",
+        "0x10",
+        "+1",
+        "1e3",
+        "16kk",
+        "99999999999999999999999",
         "1048577m", /* more than 1 TiB */
     };
     size_t n;
@@ -329,15 +375,15 @@ test_parse_percentage(void **state)
         const char *in;
         double out;
     } ok[] = {
-        {"20%", 0.2},   {"0.2", 0.2},  {"12.5%", 0.125}, {"0", 0},
-        {"1", 1},       {"100%", 1},   {"0%", 0},        {"0.0", 0},
-        {"1.0", 1},     {".5", 0.5},   {"0.125", 0.125}, {"50%", 0.5},
+        {"20%", 0.2},     {"0.2", 0.2}, {"12.5%", 0.125}, {"0", 0},
+        {"1", 1},         {"100%", 1},  {"0%", 0},        {"0.0", 0},
+        {"1.0", 1},       {".5", 0.5},  {"0.125", 0.125}, {"50%", 0.5},
         {"99.9%", 0.999},
     };
     static const char *const bad[] = {
-        "",     "%",     "20",    "2",     "150%",  "100.1%", "1.5",
-        "-1%",  "-0.2",  "abc",   "0.2x",  "20%%",  "20 %",   " 20%",
-        "20% ", "+20%",  "inf",   "nan",   "1e-1",  "20%x",   "0.2%x",
+        "",     "%",    "20",  "2",    "150%", "100.1%", "1.5",
+        "-1%",  "-0.2", "abc", "0.2x", "20%%", "20 %",   " 20%",
+        "20% ", "+20%", "inf", "nan",  "1e-1", "20%x",   "0.2%x",
     };
     double d;
 
@@ -347,8 +393,7 @@ test_parse_percentage(void **state)
         if (config_parse_percentage(ok[i].in, &d) != 0)
             fail_msg("percentage '%s' rejected", ok[i].in);
         if (fabs_(d - ok[i].out) > 1e-9)
-            fail_msg("percentage '%s' = %g, want %g", ok[i].in, d,
-                     ok[i].out);
+            fail_msg("percentage '%s' = %g, want %g", ok[i].in, d, ok[i].out);
     }
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         d = -1;
@@ -401,11 +446,10 @@ test_parse_uint(void **state)
     assert_int_equal(config_parse_uint("11", 0, 10, &v), -1);
     assert_int_equal(config_parse_uint("4", 5, 10, &v), -1);
     assert_int_equal(config_parse_uint("0", 1, 10, &v), -1);
-    assert_int_equal(config_parse_uint("4294967296", 0, 4294967295u, &v),
+    assert_int_equal(config_parse_uint("4294967296", 0, 4294967295u, &v), -1);
+    assert_int_equal(config_parse_uint("99999999999999999999999999", 0,
+                                       4294967295u, &v),
                      -1);
-    assert_int_equal(
-        config_parse_uint("99999999999999999999999999", 0, 4294967295u, &v),
-        -1);
     assert_int_equal(config_parse_uint("", 0, 10, &v), -1);
     assert_int_equal(config_parse_uint("-1", 0, 10, &v), -1);
     assert_int_equal(config_parse_uint("-0", 0, 10, &v), -1);
@@ -452,18 +496,40 @@ test_parse_listen_addr(void **state)
     assert_string_equal(a.text, "localhost:8080");
 
     static const char *const bad[] = {
-        "127.0.0.1:0",     "127.0.0.1:65536",  "127.0.0.1:99999",
+        "127.0.0.1:0",
+        "127.0.0.1:65536",
+        "127.0.0.1:99999",
         "127.0.0.1:080",
-        "127.0.0.1",       "127.0.0.1:",       ":8080",
-        "8080",            "",                 "::1:8080",
-        "::1",             "2001:db8::5:80",   "[::1]",
-        "[::1]:",          "[::1]8080",        "[::1]:0",
-        "[::1]:65536",     "[]:80",            "[127.0.0.1]:80",
-        "[*]:80",          "[localhost]:80",   "*",
-        "*:",              "*:0",              "host.example:80",
-        "256.0.0.1:80",    "127.0.0.1:http",   "127.0.0.1:-1",
-        "127.0.0.1:+80",   "127.0.0.1: 80",    " 127.0.0.1:80",
-        "127.0.0.1:80 ",   "[fe80::1%lo]:80",  "[::1:80",
+        "127.0.0.1",
+        "127.0.0.1:",
+        ":8080",
+        "8080",
+        "",
+        "::1:8080",
+        "::1",
+        "2001:db8::5:80",
+        "[::1]",
+        "[::1]:",
+        "[::1]8080",
+        "[::1]:0",
+        "[::1]:65536",
+        "[]:80",
+        "[127.0.0.1]:80",
+        "[*]:80",
+        "[localhost]:80",
+        "*",
+        "*:",
+        "*:0",
+        "host.example:80",
+        "256.0.0.1:80",
+        "127.0.0.1:http",
+        "127.0.0.1:-1",
+        "127.0.0.1:+80",
+        "127.0.0.1: 80",
+        " 127.0.0.1:80",
+        "127.0.0.1:80 ",
+        "[fe80::1%lo]:80",
+        "[::1:80",
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
         if (config_parse_listen_addr(bad[i], &a) == 0)
@@ -501,11 +567,25 @@ test_parse_nameserver(void **state)
     assert_addr(&a, AF_INET6, "2001:db8::53", 53);
 
     static const char *const bad[] = {
-        "",           ":53",          "192.0.2.53:",   "192.0.2.53:0",
-        "192.0.2.53:65536", "[::1]:",  "[::1]:0",      "[]:53",
-        "[192.0.2.53]:53",  "dns.google", "dns.google:53", "*:53",
-        "localhost",  "256.1.1.1",    "[::1]53",       "192.0.2.53:dns",
-        "2001:db8::zz", "[::1",       " 192.0.2.53",
+        "",
+        ":53",
+        "192.0.2.53:",
+        "192.0.2.53:0",
+        "192.0.2.53:65536",
+        "[::1]:",
+        "[::1]:0",
+        "[]:53",
+        "[192.0.2.53]:53",
+        "dns.google",
+        "dns.google:53",
+        "*:53",
+        "localhost",
+        "256.1.1.1",
+        "[::1]53",
+        "192.0.2.53:dns",
+        "2001:db8::zz",
+        "[::1",
+        " 192.0.2.53",
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
         if (config_parse_nameserver(bad[i], &a) == 0)
@@ -518,8 +598,7 @@ test_names(void **state)
     (void)state;
     assert_string_equal(config_mode_name(MODE_HTTP), "http");
     assert_string_equal(config_mode_name(MODE_TCP), "tcp");
-    assert_string_equal(config_balance_name(BALANCE_ROUNDROBIN),
-                        "roundrobin");
+    assert_string_equal(config_balance_name(BALANCE_ROUNDROBIN), "roundrobin");
     assert_string_equal(config_balance_name(BALANCE_WEIGHTED), "weighted");
     assert_string_equal(config_balance_name(BALANCE_LEASTCONN), "leastconn");
     assert_string_equal(config_balance_name(BALANCE_HASH), "hash");
@@ -677,13 +756,13 @@ static const bool feature_on[] = {
 };
 
 struct key_case {
-    enum feature feat;          /* feature the good value needs */
-    const char *section;        /* global, stats, resolver, frontend, backend */
-    const char *good;           /* "key = value" to accept */
+    enum feature feat;   /* feature the good value needs */
+    const char *section; /* global, stats, resolver, frontend, backend */
+    const char *good;    /* "key = value" to accept */
     void (*check)(const struct config *c); /* asserts what was stored */
-    const char *bad;            /* "key = value" to refuse, or NULL */
-    const char *expect;         /* part of the bad value's message */
-    const char *rejected;       /* while feat is off: the good value's
+    const char *bad;      /* "key = value" to refuse, or NULL */
+    const char *expect;   /* part of the bad value's message */
+    const char *rejected; /* while feat is off: the good value's
                                    error */
 };
 
@@ -812,30 +891,29 @@ static const struct key_case key_cases[] = {
     {F_WORKERS, "global", "workers = 4", ck_workers_4, "workers = 257",
      "a whole number from 1 to 256, or auto",
      "workers other than 1 is not supported yet"},
-    {F_WORKERS, "global", "workers = auto", ck_workers_auto,
-     "workers = many", "a whole number from 1 to 256, or auto",
+    {F_WORKERS, "global", "workers = auto", ck_workers_auto, "workers = many",
+     "a whole number from 1 to 256, or auto",
      "workers other than 1 is not supported yet"},
     {F_NONE, "global", "max_connections = 500", ck_max_conn,
      "max_connections = 0", "a whole number from 1 to 1000000", NULL},
     {F_NONE, "global", "max_connections = 1000000", ck_max_conn_hi,
      "max_connections = 1000001", "a whole number from 1 to 1000000", NULL},
     {F_NONE, "global", "shutdown_timeout = 250ms", ck_shutdown,
-     "shutdown_timeout = 10x", "a duration such as 500ms, 5s, 2m or 1h",
-     NULL},
+     "shutdown_timeout = 10x", "a duration such as 500ms, 5s, 2m or 1h", NULL},
     {F_NONE, "global", "shutdown_timeout = 0", ck_shutdown_0,
      "shutdown_timeout = -1s", "a duration such as", NULL},
-    {F_NONE, "global", "log_level = error", ck_log_error,
-     "log_level = verbose", "one of error, warn, info, debug", NULL},
+    {F_NONE, "global", "log_level = error", ck_log_error, "log_level = verbose",
+     "one of error, warn, info, debug", NULL},
     {F_NONE, "global", "log_level = warn", ck_log_warn, "log_level = WARN",
      "one of error, warn, info, debug", NULL},
-    {F_NONE, "global", "log_level = info", ck_log_info, "log_level =",
+    {F_NONE, "global", "log_level = info", ck_log_info,
+     "log_level =", "one of error, warn, info, debug", NULL},
+    {F_NONE, "global", "log_level = debug", ck_log_debug, "log_level = trace",
      "one of error, warn, info, debug", NULL},
-    {F_NONE, "global", "log_level = debug", ck_log_debug,
-     "log_level = trace", "one of error, warn, info, debug", NULL},
     {F_NONE, "global", "access_log = stderr", ck_access_stderr,
      "access_log =", "off, stderr, or a file path", NULL},
-    {F_NONE, "global", "access_log = /var/log/ferry/access.log",
-     ck_access_path, NULL, NULL, NULL},
+    {F_NONE, "global", "access_log = /var/log/ferry/access.log", ck_access_path,
+     NULL, NULL, NULL},
     {F_NONE, "global", "access_log = off", ck_access_off, NULL, NULL, NULL},
 
     /* [stats] */
@@ -848,10 +926,9 @@ static const struct key_case key_cases[] = {
      "token = two words", "a non-empty token without spaces", NULL},
 
     /* [resolver] */
-    {F_RESOLVER, "resolver",
-     "nameservers = 127.0.0.1:5353, ::1 ,192.0.2.1", ck_nameservers,
-     "nameservers = dns.google", "comma-separated IP, IP:PORT or [IPv6]:PORT",
-     NULL},
+    {F_RESOLVER, "resolver", "nameservers = 127.0.0.1:5353, ::1 ,192.0.2.1",
+     ck_nameservers, "nameservers = dns.google",
+     "comma-separated IP, IP:PORT or [IPv6]:PORT", NULL},
     {F_RESOLVER, "resolver", "hosts_file = /tmp/hosts", ck_hosts_file,
      "hosts_file =", "a file path or off", NULL},
     {F_RESOLVER, "resolver", "hosts_file = off", ck_hosts_off, NULL, NULL,
@@ -861,8 +938,8 @@ static const struct key_case key_cases[] = {
     {F_RESOLVER, "resolver", "family = any", ck_family_any, "family = both",
      "one of ipv4, ipv6, any", NULL},
     {F_RESOLVER, "resolver", "family = ipv4", ck_family_v4, NULL, NULL, NULL},
-    {F_RESOLVER, "resolver", "timeout = 500ms", ck_res_timeout,
-     "timeout = 0", "a duration above zero", NULL},
+    {F_RESOLVER, "resolver", "timeout = 500ms", ck_res_timeout, "timeout = 0",
+     "a duration above zero", NULL},
     {F_RESOLVER, "resolver", "attempts = 5", ck_attempts, "attempts = 11",
      "a whole number from 1 to 10", NULL},
     {F_RESOLVER, "resolver", "min_ttl = 0", ck_min_ttl, "min_ttl = -1s",
@@ -871,20 +948,20 @@ static const struct key_case key_cases[] = {
      "a duration above zero", NULL},
     {F_RESOLVER, "resolver", "negative_ttl = 30s", ck_neg_ttl,
      "negative_ttl = 0s", "a duration above zero", NULL},
-    {F_RESOLVER, "resolver", "stale_ttl = 0", ck_stale_ttl,
-     "stale_ttl = 1d", "a duration such as", NULL},
+    {F_RESOLVER, "resolver", "stale_ttl = 0", ck_stale_ttl, "stale_ttl = 1d",
+     "a duration such as", NULL},
     {F_RESOLVER, "resolver", "jitter = 10%", ck_jitter, "jitter = 100%",
      "a percentage below 100%", NULL},
-    {F_RESOLVER, "resolver", "prefetch = 0", ck_prefetch,
-     "prefetch = 0.2x", "a percentage below 100%", NULL},
+    {F_RESOLVER, "resolver", "prefetch = 0", ck_prefetch, "prefetch = 0.2x",
+     "a percentage below 100%", NULL},
     {F_RESOLVER, "resolver", "prefetch = 0.25", ck_prefetch_frac,
      "prefetch = 1", "a percentage below 100%", NULL},
     {F_RESOLVER, "resolver", "startup_timeout = 2m", ck_startup,
      "startup_timeout = 0", "a duration above zero", NULL},
 
     /* [frontend web] (listen and backend: see their own tests) */
-    {F_NONE, "frontend", "listen = [::1]:8081", ck_listen_v6,
-     "listen = 8081", "an address IP:PORT, [IPv6]:PORT or *:PORT", NULL},
+    {F_NONE, "frontend", "listen = [::1]:8081", ck_listen_v6, "listen = 8081",
+     "an address IP:PORT, [IPv6]:PORT or *:PORT", NULL},
     {F_NONE, "frontend", "mode = tcp", ck_mode_tcp, "mode = udp",
      "one of http, tcp", NULL},
     {F_HTTP, "frontend", "mode = http", ck_mode_http, "mode = HTTP",
@@ -901,19 +978,17 @@ static const struct key_case key_cases[] = {
      "max_header_size = 512", "a size from 1k to 1m", NULL},
     {F_HTTP, "frontend", "max_header_size = 1m", ck_max_header_1m,
      "max_header_size = 2m", "a size from 1k to 1m", NULL},
-    {F_NONE, "frontend", "proxy_protocol = v1", ck_pp_v1,
-     "proxy_protocol = v3", "one of off, v1, v2", NULL},
-    {F_NONE, "frontend", "proxy_protocol = v2", ck_pp_v2,
-     "proxy_protocol = on", "one of off, v1, v2", NULL},
-    {F_NONE, "frontend", "proxy_protocol = off", ck_pp_off, NULL, NULL,
-     NULL},
+    {F_NONE, "frontend", "proxy_protocol = v1", ck_pp_v1, "proxy_protocol = v3",
+     "one of off, v1, v2", NULL},
+    {F_NONE, "frontend", "proxy_protocol = v2", ck_pp_v2, "proxy_protocol = on",
+     "one of off, v1, v2", NULL},
+    {F_NONE, "frontend", "proxy_protocol = off", ck_pp_off, NULL, NULL, NULL},
 
     /* [backend app] (server: see its own tests) */
-    {F_NONE, "backend", "balance = roundrobin", ck_bal_rr,
-     "balance = random", "one of roundrobin, weighted, leastconn, hash",
-     NULL},
-    {F_BALANCE, "backend", "balance = weighted", ck_bal_w,
-     "balance = Weighted", "one of roundrobin, weighted, leastconn, hash",
+    {F_NONE, "backend", "balance = roundrobin", ck_bal_rr, "balance = random",
+     "one of roundrobin, weighted, leastconn, hash", NULL},
+    {F_BALANCE, "backend", "balance = weighted", ck_bal_w, "balance = Weighted",
+     "one of roundrobin, weighted, leastconn, hash",
      "balance weighted is not supported yet; use roundrobin"},
     {F_BALANCE, "backend", "balance = leastconn", ck_bal_lc,
      "balance = least_conn", "one of roundrobin, weighted, leastconn, hash",
@@ -921,10 +996,10 @@ static const struct key_case key_cases[] = {
     {F_BALANCE, "backend", "balance = hash", ck_bal_hash,
      "balance = consistent", "one of roundrobin, weighted, leastconn, hash",
      "balance hash is not supported yet; use roundrobin"},
-    {F_NONE, "backend", "hash_key = client_ip", ck_hk_ip,
-     "hash_key = cookie", "client_ip, uri, or header:NAME", NULL},
-    {F_NONE, "backend", "hash_key = uri", ck_hk_uri, "hash_key = header:",
+    {F_NONE, "backend", "hash_key = client_ip", ck_hk_ip, "hash_key = cookie",
      "client_ip, uri, or header:NAME", NULL},
+    {F_NONE, "backend", "hash_key = uri", ck_hk_uri,
+     "hash_key = header:", "client_ip, uri, or header:NAME", NULL},
     {F_NONE, "backend", "hash_key = header:X-User-Id", ck_hk_header,
      "hash_key = header:X User", "client_ip, uri, or header:NAME", NULL},
     {F_NONE, "backend", "timeout_connect = 500ms", ck_t_connect,
@@ -937,16 +1012,14 @@ static const struct key_case key_cases[] = {
      "a whole number from 0 to 15", NULL},
     {F_HEALTH, "backend", "health_check = http", ck_hc_http,
      "health_check = icmp", "one of none, tcp, http", NULL},
-    {F_HEALTH, "backend", "health_check = none", ck_hc_none, NULL, NULL,
-     NULL},
+    {F_HEALTH, "backend", "health_check = none", ck_hc_none, NULL, NULL, NULL},
     {F_HEALTH, "backend", "health_check = tcp", ck_hc_tcp, NULL, NULL, NULL},
     {F_HEALTH, "backend", "health_path = /ping?full=1", ck_hpath,
      "health_path = ping", "a path starting with '/'", NULL},
     {F_HEALTH, "backend", "health_expect = 204", ck_hexpect_one,
      "health_expect = 99", "a status code or range from 100 to 599", NULL},
     {F_HEALTH, "backend", "health_expect = 200-299", ck_hexpect_range,
-     "health_expect = 300-200", "a status code or range from 100 to 599",
-     NULL},
+     "health_expect = 300-200", "a status code or range from 100 to 599", NULL},
     {F_HEALTH, "backend", "health_interval = 1s", ck_hinterval,
      "health_interval = 0", "a duration above zero", NULL},
     {F_HEALTH, "backend", "health_timeout = 500ms", ck_htimeout,
@@ -963,8 +1036,8 @@ static const struct key_case key_cases[] = {
      "a percentage such as 20% or a fraction such as 0.2", NULL},
     {F_PASSIVE, "backend", "passive_error_rate = 100%", ck_prate_1,
      "passive_error_rate = 50", "a percentage such as 20%", NULL},
-    {F_SLOW_START, "backend", "slow_start = 30s", ck_slow,
-     "slow_start = 1.5s", "a duration such as", NULL},
+    {F_SLOW_START, "backend", "slow_start = 30s", ck_slow, "slow_start = 1.5s",
+     "a duration such as", NULL},
     {F_DNS_SERVERS, "backend", "server = api.internal:8080", ck_srv_dns,
      "server = api..internal:8080", "a valid DNS name",
      "server api.internal:8080: DNS names are not supported yet"},
@@ -977,8 +1050,7 @@ static const struct key_case key_cases[] = {
  * valid configuration; returns the line number the key ends up on.
  */
 static int
-key_case_text(const struct key_case *k, const char *line, char *buf,
-              size_t len)
+key_case_text(const struct key_case *k, const char *line, char *buf, size_t len)
 {
     if (strcmp(k->section, "frontend") == 0) {
         bool has_mode = strncmp(line, "mode", 4) == 0;
@@ -1198,10 +1270,12 @@ test_missing_required(void **state)
     {
         struct config_errors e;
         load_bad(MIN "\n[frontend other]\n\n", &e);
-        assert_error(&e, 8, "[frontend other] is missing required key "
-                            "'listen'");
-        assert_error(&e, 8, "[frontend other] is missing required key "
-                            "'backend'");
+        assert_error(&e, 8,
+                     "[frontend other] is missing required key "
+                     "'listen'");
+        assert_error(&e, 8,
+                     "[frontend other] is missing required key "
+                     "'backend'");
         config_errors_free(&e);
     }
 }
@@ -1219,8 +1293,9 @@ test_duplicate_sections(void **state)
                       "line 5)");
     assert_only_error("[global]\nlog_level = warn\n" MIN
                       "[global]\nlog_level = warn\n",
-                      9, "duplicate section [global] (first defined on "
-                         "line 1)");
+                      9,
+                      "duplicate section [global] (first defined on "
+                      "line 1)");
     assert_only_error("[resolver]\n[resolver]\n" MIN, 2,
                       "duplicate section [resolver] (first defined on "
                       "line 1)");
@@ -1247,8 +1322,9 @@ test_key_set_twice(void **state)
 {
     (void)state;
     assert_only_error("[global]\nlog_level = warn\n\nlog_level = debug\n" MIN,
-                      4, "'log_level' is set twice in [global] (first on "
-                         "line 2)");
+                      4,
+                      "'log_level' is set twice in [global] (first on "
+                      "line 2)");
     assert_only_error(FE "mode = tcp\n" BE, 5,
                       "'mode' is set twice in [frontend web] (first on line "
                       "3)");
@@ -1268,9 +1344,9 @@ test_repeatable_keys(void **state)
 
     (void)state;
     c = load_ok(FE "listen = 127.0.0.1:8081\nlisten = [::1]:8080\n" BE
-                "server = 127.0.0.1:9001\nserver = [::1]:9000\n"
-                "[frontend two]\nlisten = 127.0.0.1:8090\nmode = tcp\n"
-                "backend = app\n");
+                   "server = 127.0.0.1:9001\nserver = [::1]:9000\n"
+                   "[frontend two]\nlisten = 127.0.0.1:8090\nmode = tcp\n"
+                   "backend = app\n");
     assert_int_equal(c->nfrontends, 2);
     assert_int_equal(c->frontends[0].nlisten, 3);
     assert_string_equal(c->frontends[0].listen[0].text, "127.0.0.1:8080");
@@ -1295,8 +1371,9 @@ test_frontend_backend_reference(void **state)
     (void)state;
     assert_only_error("[frontend web]\nlisten = 127.0.0.1:8080\nmode = tcp\n"
                       "\nbackend = nope\n" BE,
-                      5, "[frontend web] uses backend 'nope', which is not "
-                         "defined");
+                      5,
+                      "[frontend web] uses backend 'nope', which is not "
+                      "defined");
     /* A backend may be defined after the frontend that names it; the index
      * points at the right one. */
     c = load_ok("[frontend web]\nlisten = 127.0.0.1:8080\nmode = tcp\n"
@@ -1308,8 +1385,9 @@ test_frontend_backend_reference(void **state)
     config_free(c);
     assert_only_error("[frontend web]\nlisten = 127.0.0.1:8080\nmode = tcp\n"
                       "backend = a b\n" BE,
-                      4, "bad value 'a b' for backend: expected a backend "
-                         "name");
+                      4,
+                      "bad value 'a b' for backend: expected a backend "
+                      "name");
 }
 
 /* A line of access_log = PATH exactly n characters long. */
@@ -1358,8 +1436,9 @@ test_line_length_limit(void **state)
 
     long_line(line, 5000);
     snprintf(text, sizeof(text), MIN "[global]\n%s\n", line);
-    assert_only_error(text, 8, "line is 5000 characters long; the limit is "
-                               "197");
+    assert_only_error(text, 8,
+                      "line is 5000 characters long; the limit is "
+                      "197");
 
     /* A long server line (more servers per line would be the temptation). */
     snprintf(text, sizeof(text), MIN "server = 127.0.0.1:9001 %*s\n", 200,
@@ -1393,8 +1472,9 @@ static void
 test_no_frontend(void **state)
 {
     (void)state;
-    assert_only_error(BE, 0, "no [frontend NAME] section: nothing would "
-                             "accept connections");
+    assert_only_error(BE, 0,
+                      "no [frontend NAME] section: nothing would "
+                      "accept connections");
     assert_only_error("", 0, "no [frontend NAME] section");
     assert_only_error("; only a comment\n\n[global]\nlog_level = debug\n", 0,
                       "no [frontend NAME] section");
@@ -1532,16 +1612,16 @@ test_server_forms(void **state)
     assert_true(s[1].is_literal);
     assert_int_equal(s[1].addr.ss_family, AF_INET6);
     assert_int_equal(s[1].addrlen, sizeof(struct sockaddr_in6));
-    assert_int_equal(
-        ntohs(((struct sockaddr_in6 *)&s[1].addr)->sin6_port), 8443);
+    assert_int_equal(ntohs(((struct sockaddr_in6 *)&s[1].addr)->sin6_port),
+                     8443);
     assert_int_equal(s[1].weight, 7);
     assert_false(s[1].backup);
 
     assert_int_equal(s[2].port, 65535);
     assert_true(s[2].backup);
     assert_int_equal(s[2].weight, 1);
-    assert_int_equal(
-        ntohs(((struct sockaddr_in *)&s[2].addr)->sin_port), 65535);
+    assert_int_equal(ntohs(((struct sockaddr_in *)&s[2].addr)->sin_port),
+                     65535);
 
     assert_int_equal(s[3].weight, 0); /* drain */
     assert_true(s[3].backup);
@@ -1620,8 +1700,9 @@ test_server_listed_twice(void **state)
     /* Options do not make it another server. */
     assert_only_error(MIN "server = 10.0.0.1:80\n"
                           "server = 127.0.0.1:9000 weight=3\n",
-                      8, "server 127.0.0.1:9000 is listed twice (first on "
-                         "line 6)");
+                      8,
+                      "server 127.0.0.1:9000 is listed twice (first on "
+                      "line 6)");
     assert_only_error(MIN "server = [::1]:80\nserver = [::1]:80 backup\n", 8,
                       "server [::1]:80 is listed twice (first on line 7)");
 }
@@ -1654,8 +1735,9 @@ test_tcp_frontend_hash_on_http_field(void **state)
 
     (void)state;
     load_bad(FE BE "balance = hash\nhash_key = uri\n", &e);
-    assert_error(&e, 4, "[frontend web] is mode tcp but backend 'app' "
-                        "hashes on an HTTP field; use hash_key = client_ip");
+    assert_error(&e, 4,
+                 "[frontend web] is mode tcp but backend 'app' "
+                 "hashes on an HTTP field; use hash_key = client_ip");
 #if !HAVE_BALANCE
     assert_error(&e, 7, "balance hash is not supported yet");
     assert_int_equal(e.n, 2);
@@ -1779,8 +1861,9 @@ test_listen_is_stats_address(void **state)
         struct config *c;
         assert_only_error("[stats]\nlisten = 127.0.0.1:9100\n" FE
                           "listen = 127.0.0.1:9100\n" BE,
-                          7, "listen 127.0.0.1:9100 is also the stats "
-                             "address");
+                          7,
+                          "listen 127.0.0.1:9100 is also the stats "
+                          "address");
         c = load_ok("[stats]\nlisten = 127.0.0.1:9100\n" FE
                     "listen = 127.0.0.1:8404\n" BE);
         config_free(c);
@@ -1823,23 +1906,23 @@ static void
 test_all_errors_reported(void **state)
 {
     static const char text[] =
-        "log_level = debug\n"                 /* 1: outside a section */
-        "[global]\n"                          /* 2 */
-        "max_connections = 0\n"               /* 3: bad value */
-        "max_connections = 5\n"               /* 4: set twice */
-        "colour = red\n"                      /* 5: unknown key */
-        "[frontend web]\n"                    /* 6 */
-        "listen = 127.0.0.1:8080\n"           /* 7 */
-        "mode = tcp\n"                        /* 8 */
-        "backend = missing\n"                 /* 9: undefined backend */
-        "listen = 127.0.0.1:8080\n"           /* 10: listen used twice */
-        "timeout_client = 5 s\n"              /* 11: bad value */
-        "[backend app]\n"                     /* 12: no server */
-        "retries = 99\n"                      /* 13: bad value */
-        "[mystery]\n"                         /* 14: unknown section */
-        "what = ever\n"                       /* 15: (skipped) */
-        "[backend app]\n"                     /* 16: duplicate */
-        "no equals sign here\n";              /* 17: no '=' */
+        "log_level = debug\n"       /* 1: outside a section */
+        "[global]\n"                /* 2 */
+        "max_connections = 0\n"     /* 3: bad value */
+        "max_connections = 5\n"     /* 4: set twice */
+        "colour = red\n"            /* 5: unknown key */
+        "[frontend web]\n"          /* 6 */
+        "listen = 127.0.0.1:8080\n" /* 7 */
+        "mode = tcp\n"              /* 8 */
+        "backend = missing\n"       /* 9: undefined backend */
+        "listen = 127.0.0.1:8080\n" /* 10: listen used twice */
+        "timeout_client = 5 s\n"    /* 11: bad value */
+        "[backend app]\n"           /* 12: no server */
+        "retries = 99\n"            /* 13: bad value */
+        "[mystery]\n"               /* 14: unknown section */
+        "what = ever\n"             /* 15: (skipped) */
+        "[backend app]\n"           /* 16: duplicate */
+        "no equals sign here\n";    /* 17: no '=' */
     static const struct {
         int line;
         const char *needle;
@@ -2065,8 +2148,7 @@ main(void)
     for (size_t i = 0; i < NKEY_CASES; i++) {
         snprintf(names[i], sizeof(names[i]), "key [%s] %s%s",
                  key_cases[i].section, key_cases[i].good,
-                 feature_on[key_cases[i].feat] ? ""
-                                               : " (not supported yet)");
+                 feature_on[key_cases[i].feat] ? "" : " (not supported yet)");
         tests[NFIXED + i] = (struct CMUnitTest){
             .name = names[i],
             .test_func = run_key_case,

@@ -23,23 +23,23 @@
 
 /* The fake resolver and its observations. */
 struct fake {
-    struct dns_cache *c;                /* cache under test */
-    int queries;                        /* start_query calls */
-    struct dns_cache_entry *last;       /* entry of the last query */
+    struct dns_cache *c;                    /* cache under test */
+    int queries;                            /* start_query calls */
+    struct dns_cache_entry *last;           /* entry of the last query */
     char last_name[DNS_CACHE_NAME_MAX + 1]; /* name of the last query */
-    int last_family;                    /* family of the last query */
-    int wake_calls;                     /* wake_pending calls */
-    int done_calls;                     /* query_done calls */
-    double done_secs;                   /* last query_done duration */
-    double rnd;                         /* what random() returns */
-    double now;                         /* fake clock (sync answers) */
-    bool sync;                          /* answer inside start_query */
-    enum dns_cache_status sync_status;  /* what to answer */
-    struct sockaddr_storage sync_addrs[4]; /* addresses to answer */
-    size_t sync_n;                      /* count of sync_addrs */
-    long sync_ttl;                      /* TTL to answer */
-    struct dns_cache_entry *out[64];    /* queries not yet completed */
-    size_t nout;                        /* entries in out */
+    int last_family;                        /* family of the last query */
+    int wake_calls;                         /* wake_pending calls */
+    int done_calls;                         /* query_done calls */
+    double done_secs;                       /* last query_done duration */
+    double rnd;                             /* what random() returns */
+    double now;                             /* fake clock (sync answers) */
+    bool sync;                              /* answer inside start_query */
+    enum dns_cache_status sync_status;      /* what to answer */
+    struct sockaddr_storage sync_addrs[4];  /* addresses to answer */
+    size_t sync_n;                          /* count of sync_addrs */
+    long sync_ttl;                          /* TTL to answer */
+    struct dns_cache_entry *out[64];        /* queries not yet completed */
+    size_t nout;                            /* entries in out */
 };
 
 /* Every completion in the tests goes through here, so fake_free can
@@ -170,7 +170,7 @@ a4(const char *ip)
 
     memset(&ss, 0, sizeof(ss));
     s->sin_family = AF_INET;
-    s->sin_port = htons(1234);          /* must be ignored */
+    s->sin_port = htons(1234); /* must be ignored */
     assert_int_equal(inet_pton(AF_INET, ip, &s->sin_addr), 1);
     return ss;
 }
@@ -225,11 +225,11 @@ fail_query(struct fake *f, enum dns_cache_status st, double now)
 
 /* Waiter that records its wakeups. */
 struct rec_waiter {
-    struct dns_cache_waiter w;          /* first: the callback casts back */
-    int woken;                          /* callback count */
-    enum dns_cache_wake why;            /* last reason */
-    struct rec_waiter *cancel_other;    /* cancel this one when woken */
-    bool free_self;                     /* free() inside the callback */
+    struct dns_cache_waiter w;       /* first: the callback casts back */
+    int woken;                       /* callback count */
+    enum dns_cache_wake why;         /* last reason */
+    struct rec_waiter *cancel_other; /* cancel this one when woken */
+    bool free_self;                  /* free() inside the callback */
 };
 
 static int freed_waiters;
@@ -260,13 +260,13 @@ rec_init(struct rec_waiter *r)
 
 /* Listener that records its events. */
 struct rec_listener {
-    struct dns_cache_listener l;        /* first: the callback casts back */
-    int n;                              /* events seen */
-    enum dns_cache_event ev[32];        /* in order */
-    size_t naddrs;                      /* set size at the last event */
-    bool unlisten_self;                 /* unsubscribe inside the callback */
-    bool remove_entry;                  /* remove the entry in the callback */
-    struct dns_cache *c;                /* for remove_entry */
+    struct dns_cache_listener l; /* first: the callback casts back */
+    int n;                       /* events seen */
+    enum dns_cache_event ev[32]; /* in order */
+    size_t naddrs;               /* set size at the last event */
+    bool unlisten_self;          /* unsubscribe inside the callback */
+    bool remove_entry;           /* remove the entry in the callback */
+    struct dns_cache *c;         /* for remove_entry */
 };
 
 static void
@@ -557,7 +557,7 @@ test_ttl_jitter_bounds(void **state)
 static void
 test_ttl_min_over_chain(void **state)
 {
-    const int chain[] = {300, 60, 120};     /* CNAME 300, CNAME 60, A 120 */
+    const int chain[] = {300, 60, 120}; /* CNAME 300, CNAME 60, A 120 */
     const int neg[] = {300, -1, 120};
     struct dns_cache_config cfg = test_config();
     struct fake *f = fake_new(&cfg);
@@ -582,7 +582,7 @@ test_stale_window_edges(void **state)
     f = fake_new(&cfg);
     rec_init(&w);
     dns_cache_lookup(f->c, "s", 4, 0, NULL, &e);
-    answer4(f, 10, 100, 1, "10.0.0.1");  /* expires 110, stale until 115 */
+    answer4(f, 10, 100, 1, "10.0.0.1"); /* expires 110, stale until 115 */
     assert_true(fabs(e->stale_until - 115) < EPS);
     assert_int_equal(dns_cache_lookup(f->c, "s", 4, 109.999, NULL, NULL),
                      DNS_CACHE_HIT);
@@ -674,10 +674,8 @@ test_failure_kinds(void **state)
         enum dns_cache_status st;
         const char *text;
     } kinds[] = {
-        {DNS_CACHE_Q_NXDOMAIN, "nxdomain"},
-        {DNS_CACHE_Q_SERVFAIL, "servfail"},
-        {DNS_CACHE_Q_TIMEOUT, "timeout"},
-        {DNS_CACHE_Q_ERROR, "error"},
+        {DNS_CACHE_Q_NXDOMAIN, "nxdomain"}, {DNS_CACHE_Q_SERVFAIL, "servfail"},
+        {DNS_CACHE_Q_TIMEOUT, "timeout"},   {DNS_CACHE_Q_ERROR, "error"},
         {DNS_CACHE_Q_OK, "empty answer"},
     };
     struct dns_cache_config cfg = test_config();
@@ -735,7 +733,7 @@ test_failure_keeps_usable_answer(void **state)
     assert_int_equal(e->failures, 1);
     assert_true(fabs(e->retry_at - 17) < EPS);
     dns_cache_run_pending(f->c, 12);
-    assert_int_equal(l.n, 1);           /* the pool hears nothing */
+    assert_int_equal(l.n, 1); /* the pool hears nothing */
     /* Still served; no new query before retry_at. */
     assert_int_equal(dns_cache_lookup(f->c, "k", 4, 16.9, NULL, NULL),
                      DNS_CACHE_STALE);
@@ -767,9 +765,9 @@ test_backoff_growth_and_cap(void **state)
         assert_int_equal(e->fails, i + 1);
         assert_true(fabs(e->neg_until - t - want5[i]) < EPS);
         /* Never a tight loop: just before the window ends, no query. */
-        assert_int_equal(
-            dns_cache_lookup(f->c, "b", 4, e->neg_until - 0.001, NULL, NULL),
-            DNS_CACHE_NEGATIVE);
+        assert_int_equal(dns_cache_lookup(f->c, "b", 4, e->neg_until - 0.001,
+                                          NULL, NULL),
+                         DNS_CACHE_NEGATIVE);
         t = e->neg_until;
         assert_int_equal(dns_cache_lookup(f->c, "b", 4, t, NULL, NULL),
                          DNS_CACHE_MISS);
@@ -777,7 +775,7 @@ test_backoff_growth_and_cap(void **state)
     assert_int_equal(f->queries, 7);
     fake_free(f);
 
-    cfg.negative_ttl = 10;              /* 8x would be 80: 60 s cap */
+    cfg.negative_ttl = 10; /* 8x would be 80: 60 s cap */
     f = fake_new(&cfg);
     t = 0;
     dns_cache_lookup(f->c, "b", 4, t, NULL, &e);
@@ -963,9 +961,9 @@ test_set_change_notification(void **state)
     fail_query(f, DNS_CACHE_Q_TIMEOUT, 30);
     dns_cache_run_pending(f->c, 30);
     assert_int_equal(l.n, 3);
-    dns_cache_tick(f->c, 35);           /* retry_at = 35 */
+    dns_cache_tick(f->c, 35); /* retry_at = 35 */
     assert_int_equal(f->queries, 5);
-    dns_cache_tick(f->c, 90);           /* stale limit 30 + 60 */
+    dns_cache_tick(f->c, 90); /* stale limit 30 + 60 */
     assert_int_equal(e->state, DNS_CACHE_IN_PROGRESS);
     dns_cache_run_pending(f->c, 90);
     assert_int_equal(l.n, 4);
@@ -1033,7 +1031,7 @@ test_sync_completion(void **state)
     f->sync_status = DNS_CACHE_Q_OK;
     f->sync_addrs[0] = a4("127.0.0.1");
     f->sync_n = 1;
-    f->sync_ttl = 0;                    /* hosts-file hit */
+    f->sync_ttl = 0; /* hosts-file hit */
     f->now = 0;
     rec_init(&w);
     assert_int_equal(dns_cache_lookup(f->c, "localhost", 4, 0, &w.w, &e),
@@ -1091,7 +1089,7 @@ test_wake_rereads_new_query_in_flight(void **state)
     assert_int_equal(f->queries, 2);
     assert_int_equal(e->state, DNS_CACHE_IN_PROGRESS);
     dns_cache_run_pending(f->c, 5);
-    assert_int_equal(w.woken, 0);       /* still waiting, on the new query */
+    assert_int_equal(w.woken, 0); /* still waiting, on the new query */
     assert_true(dns_cache_waiter_parked(&w.w));
     answer4(f, 30, 5.5, 1, "10.0.0.1");
     dns_cache_run_pending(f->c, 5.5);
@@ -1178,7 +1176,7 @@ test_remove_with_waiters_and_query(void **state)
                      DNS_CACHE_MISS);
     assert_int_equal(f->queries, 2);
     /* The old query's late completion is ignored (ASan checks it). */
-    answer4(f, 30, 2, 1, "10.0.0.1");   /* completes the new one */
+    answer4(f, 30, 2, 1, "10.0.0.1"); /* completes the new one */
     fake_complete(f, old, DNS_CACHE_Q_OK, NULL, 0, 30, 2);
     e = dns_cache_find(f->c, "gone", 4);
     assert_int_equal(e->state, DNS_CACHE_RESOLVED);
@@ -1196,7 +1194,7 @@ test_remove_query_in_flight_no_waiters(void **state)
     dns_cache_lookup(f->c, "q", 4, 0, NULL, &e);
     dns_cache_remove(f->c, e);
     assert_false(dns_cache_has_pending(f->c));
-    answer4(f, 30, 1, 1, "10.0.0.1");   /* ignored, frees the entry */
+    answer4(f, 30, 1, 1, "10.0.0.1"); /* ignored, frees the entry */
     assert_int_equal(dns_cache_count(f->c), 0);
     fake_free(f);
 }
@@ -1273,7 +1271,7 @@ test_query_duration(void **state)
     answer4(f, 1, 10.25, 1, "10.0.0.1");
     assert_int_equal(f->done_calls, 1);
     assert_true(fabs(f->done_secs - 0.25) < EPS);
-    dns_cache_lookup(f->c, "t", 4, 11.5, NULL, NULL);   /* stale refresh */
+    dns_cache_lookup(f->c, "t", 4, 11.5, NULL, NULL); /* stale refresh */
     fail_query(f, DNS_CACHE_Q_TIMEOUT, 12.5);
     assert_int_equal(e->query_count, 2);
     assert_true(fabs(e->query_seconds_sum - 1.25) < EPS);

@@ -26,14 +26,14 @@
 
 /* What the change hook saw. */
 struct seen {
-    unsigned changes;                   /* hook calls */
-    unsigned downs;                     /* hook calls with up = false */
-    bool last_up;                       /* up of the last call */
-    char last_reason[128];              /* reason of the last call */
-    struct member *last_m;              /* member of the last call */
-    unsigned first_rounds;              /* first_round hook calls */
-    double rnd;                         /* value the rnd hook returns */
-    bool detach_on_change;              /* hook detaches the member */
+    unsigned changes;      /* hook calls */
+    unsigned downs;        /* hook calls with up = false */
+    bool last_up;          /* up of the last call */
+    char last_reason[128]; /* reason of the last call */
+    struct member *last_m; /* member of the last call */
+    unsigned first_rounds; /* first_round hook calls */
+    double rnd;            /* value the rnd hook returns */
+    bool detach_on_change; /* hook detaches the member */
 };
 
 static void
@@ -125,9 +125,9 @@ add(struct pool *p, uint16_t port)
 
 /* Fake-clock fixture: one pool of n members, all attached and checked. */
 struct fx {
-    struct pool pool;                   /* the members */
-    struct health_checker *c;           /* checker without a loop */
-    struct seen seen;                   /* hook record */
+    struct pool pool;         /* the members */
+    struct health_checker *c; /* checker without a loop */
+    struct seen seen;         /* hook record */
 };
 
 static void
@@ -146,8 +146,7 @@ fx_init(struct fx *f, struct health_params p, size_t n, bool first_pass)
         assert_int_equal(health_member_attach(f->c, m, NULL, T0), 0);
         if (p.kind != HEALTH_NONE)
             health_member_check_done(m, first_pass,
-                                     first_pass ? "ok" : "timeout", 0.001,
-                                     T0);
+                                     first_pass ? "ok" : "timeout", 0.001, T0);
     }
     f->seen.changes = 0;
     f->seen.downs = 0;
@@ -246,27 +245,23 @@ test_none_is_up_at_once(void **state)
     assert_true(m->up);
     assert_true(m->up_since == T0);
     assert_int_equal(health_first_round_pending(f.c), 0);
-    assert_string_equal(health_member_counters(m)->reason,
-                        "health check none");
+    assert_string_equal(health_member_counters(m)->reason, "health check none");
     fx_deinit(&f);
 }
 
 /* Written-out sequences: 'P' pass, 'F' fail; want is member->up after each
  * check as '1'/'0'. */
 struct seq_case {
-    unsigned rise;                      /* params.rise */
-    unsigned fall;                      /* params.fall */
-    const char *checks;                 /* results, first one included */
-    const char *want;                   /* up after each result */
+    unsigned rise;      /* params.rise */
+    unsigned fall;      /* params.fall */
+    const char *checks; /* results, first one included */
+    const char *want;   /* up after each result */
 };
 
 static const struct seq_case seq_cases[] = {
-    {1, 1, "PFPFFPP", "1010011"},
-    {3, 3, "PFFPFFFPPFPPP", "1111110000001"},
-    {2, 3, "FPPFFFPFP", "001110000"},
-    {3, 2, "PFFPPPPFP", "110001111"},
-    {2, 2, "FPFPPFPFF", "000011110"},
-    {3, 1, "PPFPPFPPP", "110000001"},
+    {1, 1, "PFPFFPP", "1010011"},     {3, 3, "PFFPFFFPPFPPP", "1111110000001"},
+    {2, 3, "FPPFFFPFP", "001110000"}, {3, 2, "PFFPPPPFP", "110001111"},
+    {2, 2, "FPFPPFPFF", "000011110"}, {3, 1, "PPFPPFPPP", "110000001"},
     {1, 3, "FPFFPFFF", "01111110"},
 };
 
@@ -287,8 +282,8 @@ test_hysteresis_sequences(void **state)
             health_member_check_done(m, pass, pass ? "ok" : "timeout", 0,
                                      T0 + (double)i);
             if (m->up != (sc->want[i] == '1'))
-                fail_msg("case %zu (rise %u fall %u %s) step %zu: up=%d",
-                         k, sc->rise, sc->fall, sc->checks, i, m->up);
+                fail_msg("case %zu (rise %u fall %u %s) step %zu: up=%d", k,
+                         sc->rise, sc->fall, sc->checks, i, m->up);
         }
         fx_deinit(&f);
     }
@@ -543,8 +538,7 @@ test_passive_cap(void **state)
             feed(f.pool.members[i], "cccccccccc", T0);
         for (size_t i = 0; i < n; i++) {
             out += !f.pool.members[i]->up;
-            capped += health_member_counters(f.pool.members[i])
-                          ->passive_capped;
+            capped += health_member_counters(f.pool.members[i])->passive_capped;
         }
         assert_int_equal(out, n / 2);
         assert_true(capped >= n - n / 2);
@@ -645,7 +639,7 @@ test_cooldown_growth_and_reset(void **state)
         assert_true(m->up);
         assert_true(m->up_since == now);
         assert_string_equal(f.seen.last_reason, "cool-down elapsed");
-        now += 60;      /* back, but not for a stable period */
+        now += 60; /* back, but not for a stable period */
     }
     /* Up for five minutes: the next ejection starts over at 10 s. */
     now += HEALTH_COOLDOWN_STABLE;
@@ -676,8 +670,7 @@ test_parse_status(void **state)
     unsigned code = 0;
 
     (void)state;
-    assert_int_equal(health_parse_status("HTTP/1.1 200 OK\r\n", 17, &code),
-                     1);
+    assert_int_equal(health_parse_status("HTTP/1.1 200 OK\r\n", 17, &code), 1);
     assert_int_equal(code, 200);
     assert_int_equal(health_parse_status("HTTP/1.0 503\r\n", 14, &code), 1);
     assert_int_equal(code, 503);
@@ -724,7 +717,7 @@ test_update_params(void **state)
     assert_true(m0->up);
     assert_false(m1->up);
     feed(m0, "ccccc", T0 + 3);
-    assert_true(m0->up);        /* 5 of a 6 window: not full yet */
+    assert_true(m0->up); /* 5 of a 6 window: not full yet */
     feed(m0, "c", T0 + 3);
     assert_false(m0->up);
     assert_string_equal(f.seen.last_reason, "passive: 6/6 errors");
@@ -800,7 +793,7 @@ test_detach_pending(void **state)
     health_member_detach(a);
     assert_null(a->health);
     assert_int_equal(health_first_round_pending(c), 1);
-    health_member_detach(a);    /* twice is harmless */
+    health_member_detach(a); /* twice is harmless */
     /* A hook that detaches the member it is told about. */
     s.detach_on_change = true;
     health_member_check_done(b, true, "ok", 0, T0);
@@ -815,29 +808,29 @@ test_detach_pending(void **state)
 /* Real probes on a libev loop                                         */
 
 enum srv_mode {
-    SRV_200,                            /* answers 200 */
-    SRV_503,                            /* answers 503 */
-    SRV_NEVER,                          /* reads, never answers */
-    SRV_GARBAGE,                        /* answers something not HTTP */
+    SRV_200,     /* answers 200 */
+    SRV_503,     /* answers 503 */
+    SRV_NEVER,   /* reads, never answers */
+    SRV_GARBAGE, /* answers something not HTTP */
 };
 
 #define SRV_CLIENTS 16
 
 /* A tiny HTTP responder on 127.0.0.1 driven by the same loop. */
 struct srv {
-    struct ev_loop *loop;               /* loop it runs on */
-    int lfd;                            /* listening socket */
-    uint16_t port;                      /* its port */
-    enum srv_mode mode;                 /* how to answer */
-    ev_io accept_io;                    /* listening socket readiness */
-    ev_io cio[SRV_CLIENTS];             /* client sockets */
-    int cfd[SRV_CLIENTS];               /* client fds, -1 when free */
-    char creq[SRV_CLIENTS][512];        /* request bytes so far */
-    size_t clen[SRV_CLIENTS];           /* their length */
-    char last_req[512];                 /* last complete request */
-    char all_req[2048];                 /* every request, concatenated */
-    unsigned accepted;                  /* connections accepted */
-    unsigned eofs;                      /* clients that closed on us */
+    struct ev_loop *loop;        /* loop it runs on */
+    int lfd;                     /* listening socket */
+    uint16_t port;               /* its port */
+    enum srv_mode mode;          /* how to answer */
+    ev_io accept_io;             /* listening socket readiness */
+    ev_io cio[SRV_CLIENTS];      /* client sockets */
+    int cfd[SRV_CLIENTS];        /* client fds, -1 when free */
+    char creq[SRV_CLIENTS][512]; /* request bytes so far */
+    size_t clen[SRV_CLIENTS];    /* their length */
+    char last_req[512];          /* last complete request */
+    char all_req[2048];          /* every request, concatenated */
+    unsigned accepted;           /* connections accepted */
+    unsigned eofs;               /* clients that closed on us */
 };
 
 static int
@@ -982,8 +975,7 @@ tick_cb(struct ev_loop *loop, ev_timer *w, int revents)
 
 /* Runs the loop until *flag or the deadline; returns whether *flag held. */
 static bool
-run_until(struct ev_loop *loop, bool (*pred)(void *), void *arg,
-          double seconds)
+run_until(struct ev_loop *loop, bool (*pred)(void *), void *arg, double seconds)
 {
     ev_timer tick;
     double end = ev_time() + seconds;
@@ -1005,10 +997,10 @@ first_round_seen(void *arg)
 
 /* Loop fixture: pool, checker on a fresh loop. */
 struct lfx {
-    struct ev_loop *loop;               /* private loop */
-    struct pool pool;                   /* members probed */
-    struct health_checker *c;           /* the checker */
-    struct seen seen;                   /* hook record */
+    struct ev_loop *loop;     /* private loop */
+    struct pool pool;         /* members probed */
+    struct health_checker *c; /* the checker */
+    struct seen seen;         /* hook record */
 };
 
 static void
@@ -1040,8 +1032,7 @@ lfx_attach(struct lfx *f, uint16_t port)
     struct member *m = add(&f->pool, port);
 
     assert_non_null(m);
-    assert_int_equal(health_member_attach(f->c, m, NULL, ev_now(f->loop)),
-                     0);
+    assert_int_equal(health_member_attach(f->c, m, NULL, ev_now(f->loop)), 0);
     return m;
 }
 
@@ -1058,7 +1049,7 @@ test_io_tcp_pass_and_refused(void **state)
     p.interval = 60;
     p.timeout = 1;
     lfx_init(&f, p);
-    lfd = listen_socket(&port, 16);     /* the kernel completes handshakes */
+    lfd = listen_socket(&port, 16); /* the kernel completes handshakes */
     good = lfx_attach(&f, port);
     bad = lfx_attach(&f, closed_port());
     /* Nothing runs inside attach: the first check needs the loop. */
@@ -1167,8 +1158,7 @@ test_io_http_200(void **state)
         ov = pool_add_member(&f.pool, 1, "x:1", (struct sockaddr *)&sa,
                              sizeof(sa), 1, false);
         assert_int_equal(health_member_attach(f.c, v6, NULL, 0), 0);
-        assert_int_equal(health_member_attach(f.c, ov, "override.test", 0),
-                         0);
+        assert_int_equal(health_member_attach(f.c, ov, "override.test", 0), 0);
         assert_true(run_until(f.loop, first_round_seen, &f.seen, 5));
         assert_true(v6->up && ov->up);
     }
@@ -1198,8 +1188,7 @@ test_io_http_503_and_garbage(void **state)
     assert_false(a->up);
     assert_string_equal(health_member_counters(a)->last_check, "status 503");
     assert_false(b->up);
-    assert_string_equal(health_member_counters(b)->last_check,
-                        "bad response");
+    assert_string_equal(health_member_counters(b)->last_check, "bad response");
     srv_stop(&s503);
     srv_stop(&sbad);
     lfx_deinit(&f);
@@ -1250,8 +1239,8 @@ test_io_concurrent_timeouts(void **state)
 }
 
 struct flip {
-    struct seen *seen;                  /* hook record */
-    unsigned want;                      /* changes to wait for */
+    struct seen *seen; /* hook record */
+    unsigned want;     /* changes to wait for */
 };
 
 static bool

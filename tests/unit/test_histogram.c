@@ -52,20 +52,20 @@ test_placement_edges(void **state)
     struct histogram h;
 
     histogram_init(&h, &histogram_latency);
-    histogram_observe(&h, 0.0001);      /* exactly on a bound: that bucket */
-    histogram_observe(&h, 0.00010001);  /* just above: the next one */
-    histogram_observe(&h, 0);           /* zero: first bucket */
-    histogram_observe(&h, -1);          /* clock step: recorded as 0 */
-    histogram_observe(&h, 1);           /* exact bound in the middle */
-    histogram_observe(&h, 30);          /* the last finite bound */
-    histogram_observe(&h, 30.000001);   /* only +Inf */
-    histogram_observe(&h, INFINITY);    /* +Inf */
-    histogram_observe(&h, NAN);         /* ignored */
+    histogram_observe(&h, 0.0001);     /* exactly on a bound: that bucket */
+    histogram_observe(&h, 0.00010001); /* just above: the next one */
+    histogram_observe(&h, 0);          /* zero: first bucket */
+    histogram_observe(&h, -1);         /* clock step: recorded as 0 */
+    histogram_observe(&h, 1);          /* exact bound in the middle */
+    histogram_observe(&h, 30);         /* the last finite bound */
+    histogram_observe(&h, 30.000001);  /* only +Inf */
+    histogram_observe(&h, INFINITY);   /* +Inf */
+    histogram_observe(&h, NAN);        /* ignored */
     assert_int_equal(h.counts[0], 3);
     assert_int_equal(h.counts[1], 1);
-    assert_int_equal(h.counts[12], 1);  /* le=1 */
-    assert_int_equal(h.counts[16], 1);  /* le=30 */
-    assert_int_equal(h.counts[17], 2);  /* +Inf */
+    assert_int_equal(h.counts[12], 1); /* le=1 */
+    assert_int_equal(h.counts[16], 1); /* le=30 */
+    assert_int_equal(h.counts[17], 2); /* +Inf */
     assert_int_equal(h.count, 8);
     histogram_reset(&h);
     assert_int_equal(h.count, 0);

@@ -127,7 +127,7 @@ test_flow_length_split(void **state)
     /* The rest of the body and the next request in one read. */
     h.end = strlen(text);
     assert_int_equal(http_conn_flow_scan(&f, &h), 0);
-    assert_int_equal(f.ok, 5);           /* 2 + the 3 missing */
+    assert_int_equal(f.ok, 5); /* 2 + the 3 missing */
     assert_int_equal(f.left, 0);
     assert_true(f.done);
     assert_false(http_conn_flow_complete(&f)); /* not all sent */
@@ -167,13 +167,12 @@ test_flow_length_every_split(void **state)
 }
 
 /* A chunked body with an extension and a trailer, then the next message. */
-static const char chunked_body[] =
-    "4\r\nWiki\r\n"
-    "5;ext=1\r\npedia\r\n"
-    "E\r\n in\r\n\r\nchunks.\r\n"
-    "0\r\n"
-    "X-Trailer: yes\r\n"
-    "\r\n";
+static const char chunked_body[] = "4\r\nWiki\r\n"
+                                   "5;ext=1\r\npedia\r\n"
+                                   "E\r\n in\r\n\r\nchunks.\r\n"
+                                   "0\r\n"
+                                   "X-Trailer: yes\r\n"
+                                   "\r\n";
 static const char next_msg[] = "GET /next HTTP/1.1\r\n";
 
 static void
@@ -191,7 +190,7 @@ test_flow_chunked_whole(void **state)
     assert_false(f.done);
     assert_int_equal(http_conn_flow_scan(&f, &h), 0);
     assert_true(f.done);
-    assert_int_equal(f.ok, blen);        /* the next message is not body */
+    assert_int_equal(f.ok, blen); /* the next message is not body */
     assert_int_equal(f.ck.data, 4 + 5 + 14);
     assert_false(http_conn_flow_complete(&f));
     forward(&f, &h, f.ok);
@@ -270,7 +269,7 @@ test_flow_chunked_broken(void **state)
 {
     static const struct {
         const char *text;
-        size_t bad;                      /* bytes before the error shows */
+        size_t bad; /* bytes before the error shows */
     } cases[] = {
         {"zz\r\n", 0},                   /* not hex */
         {"4\r\nWikiXX\r\n", 7},          /* data not followed by CRLF */
@@ -325,7 +324,7 @@ test_flow_close_delimited(void **state)
         assert_int_equal(h.start + f.ok, i);
         assert_false(f.done);
         assert_false(http_conn_flow_complete(&f));
-        forward(&f, &h, f.ok / 2);       /* send half of it */
+        forward(&f, &h, f.ok / 2); /* send half of it */
     }
     h.end = strlen(text);
     assert_int_equal(http_conn_flow_scan(&f, &h), 0);
@@ -409,7 +408,7 @@ fill(struct http_buf *h, char *store, size_t n)
 static double
 deadline(const struct http_conn *c, enum http_conn_deadline *kind)
 {
-    *kind = (enum http_conn_deadline)-1;
+    *kind = (enum http_conn_deadline) - 1;
     return http_conn_deadline(c, kind);
 }
 
@@ -499,8 +498,8 @@ test_deadline_forward(void **state)
 
     c->phase = HC_FORWARD;
     c->mc = &x->mc;
-    c->s_last = 90;                      /* server: 150 */
-    c->c_last = 100;                     /* client: 130 */
+    c->s_last = 90;  /* server: 150 */
+    c->c_last = 100; /* client: 130 */
 
     /* Request body still coming, response not final: both sides count. */
     http_conn_flow_init(&c->rq.rqf, HTTP_BODY_LENGTH, 100);
@@ -508,14 +507,14 @@ test_deadline_forward(void **state)
     assert_true(http_conn_server_wants_input(c));
     assert_true(deadline(c, &k) == 130);
     assert_int_equal(k, DL_CLIENT);
-    c->c_last = 200;                     /* client: 230 */
+    c->c_last = 200; /* client: 230 */
     assert_true(deadline(c, &k) == 150);
     assert_int_equal(k, DL_SERVER);
 
     /* Request fully sent, waiting for the response: the client may be
      * silent, only the member's deadline applies. */
     http_conn_flow_init(&c->rq.rqf, HTTP_BODY_NONE, 0);
-    c->c_last = 0;                       /* would be 30 */
+    c->c_last = 0; /* would be 30 */
     assert_false(http_conn_client_wants_input(c));
     assert_false(http_conn_client_wants_output(c));
     assert_true(deadline(c, &k) == 150);
@@ -541,8 +540,8 @@ test_deadline_forward(void **state)
     /* Ties go to the server. */
     c->mc = &x->mc;
     fill(&c->cout, x->cbuf, 8);
-    c->s_last = 10;                      /* 70 */
-    c->c_last = 40;                      /* 70 */
+    c->s_last = 10; /* 70 */
+    c->c_last = 40; /* 70 */
     assert_true(deadline(c, &k) == 70);
     assert_int_equal(k, DL_SERVER);
 }
@@ -557,11 +556,11 @@ test_deadline_tunnel(void **state)
     /* Idle both ways, still both deadlines. */
     c->phase = HC_TUNNEL;
     c->mc = &x->mc;
-    c->s_last = 100;                     /* 160 */
-    c->c_last = 120;                     /* 150 */
+    c->s_last = 100; /* 160 */
+    c->c_last = 120; /* 150 */
     assert_true(deadline(c, &k) == 150);
     assert_int_equal(k, DL_CLIENT);
-    c->c_last = 140;                     /* 170 */
+    c->c_last = 140; /* 170 */
     assert_true(deadline(c, &k) == 160);
     assert_int_equal(k, DL_SERVER);
     c->mc = NULL;
@@ -669,9 +668,9 @@ test_events_connect(void **state)
     int cev, sev;
 
     c->phase = HC_CONNECT;
-    fill(&c->sout, x->sbuf, 30);         /* request head ready */
+    fill(&c->sout, x->sbuf, 30); /* request head ready */
     events(c, &cev, &sev);
-    assert_int_equal(sev, 0);            /* no member connection yet */
+    assert_int_equal(sev, 0); /* no member connection yet */
     c->mc = &x->mc;
     x->mc.writable = false;
     events(c, &cev, &sev);
@@ -738,7 +737,7 @@ test_events_forward(void **state)
     c->rq.resp_final = true;
     http_conn_flow_init(&c->rq.rsf, HTTP_BODY_LENGTH, 100);
     assert_true(http_conn_server_wants_input(c));
-    fill(&c->sin, x->sbuf, 10);          /* unsent bytes: read no more */
+    fill(&c->sin, x->sbuf, 10); /* unsent bytes: read no more */
     assert_false(http_conn_server_wants_input(c));
     events(c, &cev, &sev);
     assert_int_equal(sev, 0);

@@ -19,24 +19,40 @@
 #define MAX_HEAD 16384
 
 enum { REQ = HTTP_REQUEST, RESP = HTTP_RESPONSE };
-enum { AGAIN = HTTP_PARSE_AGAIN, DONE = HTTP_PARSE_DONE, ERR = HTTP_PARSE_ERROR };
-
-struct head_case {
-    const char *name;                   /* what the case checks */
-    int kind;                           /* REQ or RESP */
-    int req_method;                     /* RESP: method of the request */
-    const char *text;                   /* the head (and maybe more) */
-    int result;                         /* expected http_parse result */
-    int error;                          /* expected error status */
-    int body;                           /* expected body kind on DONE */
-    uint64_t cl;                        /* expected content_length */
-    int keep_alive;                     /* expected keep_alive on DONE */
+enum {
+    AGAIN = HTTP_PARSE_AGAIN,
+    DONE = HTTP_PARSE_DONE,
+    ERR = HTTP_PARSE_ERROR
 };
 
-#define OK_REQ(n, t, b, cl, ka) {n, REQ, 0, t, DONE, 0, b, cl, ka}
-#define BAD_REQ(n, t, e) {n, REQ, 0, t, ERR, e, 0, 0, 0}
-#define OK_RESP(n, m, t, b, cl, ka) {n, RESP, m, t, DONE, 0, b, cl, ka}
-#define BAD_RESP(n, m, t) {n, RESP, m, t, ERR, 502, 0, 0, 0}
+struct head_case {
+    const char *name; /* what the case checks */
+    int kind;         /* REQ or RESP */
+    int req_method;   /* RESP: method of the request */
+    const char *text; /* the head (and maybe more) */
+    int result;       /* expected http_parse result */
+    int error;        /* expected error status */
+    int body;         /* expected body kind on DONE */
+    uint64_t cl;      /* expected content_length */
+    int keep_alive;   /* expected keep_alive on DONE */
+};
+
+#define OK_REQ(n, t, b, cl, ka)                                                \
+    {                                                                          \
+        n, REQ, 0, t, DONE, 0, b, cl, ka                                       \
+    }
+#define BAD_REQ(n, t, e)                                                       \
+    {                                                                          \
+        n, REQ, 0, t, ERR, e, 0, 0, 0                                          \
+    }
+#define OK_RESP(n, m, t, b, cl, ka)                                            \
+    {                                                                          \
+        n, RESP, m, t, DONE, 0, b, cl, ka                                      \
+    }
+#define BAD_RESP(n, m, t)                                                      \
+    {                                                                          \
+        n, RESP, m, t, ERR, 502, 0, 0, 0                                       \
+    }
 
 #define NONE HTTP_BODY_NONE
 #define LEN HTTP_BODY_LENGTH
@@ -65,8 +81,8 @@ static const struct head_case cases[] = {
     OK_REQ("Content-Length 18 digits",
            "POST /x" H11 "Content-Length: 999999999999999999\r\n\r\n", LEN,
            999999999999999999ULL, 1),
-    OK_REQ("chunked", "POST /x" H11 "Transfer-Encoding: chunked\r\n\r\n",
-           CHUNK, 0, 1),
+    OK_REQ("chunked", "POST /x" H11 "Transfer-Encoding: chunked\r\n\r\n", CHUNK,
+           0, 1),
     OK_REQ("Chunked any case",
            "POST /x" H11 "transfer-encoding: ChUnKeD\r\n\r\n", CHUNK, 0, 1),
     OK_REQ("gzip, chunked",
@@ -77,8 +93,8 @@ static const struct head_case cases[] = {
            "Transfer-Encoding: chunked\r\n\r\n",
            CHUNK, 0, 1),
     OK_REQ("leading CRLFs skipped", "\r\n\r\nGET /" H11 "\r\n", NONE, 0, 1),
-    OK_REQ("absolute-form", "GET http://a.example:8080/p?q" H11 "\r\n", NONE,
-           0, 1),
+    OK_REQ("absolute-form", "GET http://a.example:8080/p?q" H11 "\r\n", NONE, 0,
+           1),
     OK_REQ("absolute-form https no path", "GET https://a.example" H11 "\r\n",
            NONE, 0, 1),
     OK_REQ("CONNECT authority-form",
@@ -96,16 +112,22 @@ static const struct head_case cases[] = {
     OK_REQ("empty value", "GET /" H11 "X:\r\n\r\n", NONE, 0, 1),
     OK_REQ("query with odd chars", "GET /a?b=|{}^`\\\"<>" H11 "\r\n", NONE, 0,
            1),
-    OK_REQ("pipelined: head stops at first", "GET /" H11 "\r\nGET /" H11
-           "\r\n", NONE, 0, 1),
+    OK_REQ("pipelined: head stops at first", "GET /" H11 "\r\nGET /" H11 "\r\n",
+           NONE, 0, 1),
 
     /* request smuggling vectors and malformed requests */
-    BAD_REQ("CL + TE", "POST /x" H11 "Content-Length: 5\r\n"
-            "Transfer-Encoding: chunked\r\n\r\n", 400),
-    BAD_REQ("TE + CL", "POST /x" H11 "Transfer-Encoding: chunked\r\n"
-            "Content-Length: 5\r\n\r\n", 400),
-    BAD_REQ("two different CL", "POST /x" H11 "Content-Length: 5\r\n"
-            "Content-Length: 6\r\n\r\n", 400),
+    BAD_REQ("CL + TE",
+            "POST /x" H11 "Content-Length: 5\r\n"
+            "Transfer-Encoding: chunked\r\n\r\n",
+            400),
+    BAD_REQ("TE + CL",
+            "POST /x" H11 "Transfer-Encoding: chunked\r\n"
+            "Content-Length: 5\r\n\r\n",
+            400),
+    BAD_REQ("two different CL",
+            "POST /x" H11 "Content-Length: 5\r\n"
+            "Content-Length: 6\r\n\r\n",
+            400),
     BAD_REQ("two identical CL (documented: rejected)",
             "POST /x" H11 "Content-Length: 5\r\nContent-Length: 5\r\n\r\n",
             400),
@@ -113,8 +135,7 @@ static const struct head_case cases[] = {
     BAD_REQ("CL sign", "POST /x" H11 "Content-Length: +5\r\n\r\n", 400),
     BAD_REQ("CL negative", "POST /x" H11 "Content-Length: -1\r\n\r\n", 400),
     BAD_REQ("CL hex", "POST /x" H11 "Content-Length: 0x10\r\n\r\n", 400),
-    BAD_REQ("CL inner space", "POST /x" H11 "Content-Length: 1 2\r\n\r\n",
-            400),
+    BAD_REQ("CL inner space", "POST /x" H11 "Content-Length: 1 2\r\n\r\n", 400),
     BAD_REQ("CL empty", "POST /x" H11 "Content-Length:\r\n\r\n", 400),
     BAD_REQ("CL 19 digits",
             "POST /x" H11 "Content-Length: 1000000000000000000\r\n\r\n", 400),
@@ -129,10 +150,12 @@ static const struct head_case cases[] = {
             "POST /x" H11 "Transfer-Encoding: chunked, chunked\r\n\r\n", 400),
     BAD_REQ("TE chunked in two fields",
             "POST /x" H11 "Transfer-Encoding: chunked\r\n"
-            "Transfer-Encoding: chunked\r\n\r\n", 400),
+            "Transfer-Encoding: chunked\r\n\r\n",
+            400),
     BAD_REQ("TE chunked then gzip field",
             "POST /x" H11 "Transfer-Encoding: chunked\r\n"
-            "Transfer-Encoding: gzip\r\n\r\n", 400),
+            "Transfer-Encoding: gzip\r\n\r\n",
+            400),
     BAD_REQ("TE xchunked", "POST /x" H11 "Transfer-Encoding: xchunked\r\n\r\n",
             400),
     BAD_REQ("TE with parameter",
@@ -148,8 +171,7 @@ static const struct head_case cases[] = {
             "POST /x" H11 "Content-Length\t: 5\r\n\r\n", 400),
     BAD_REQ("obs-fold", "GET /" H11 "X: a\r\n b\r\n\r\n", 400),
     BAD_REQ("obs-fold with HTAB", "GET /" H11 "X: a\r\n\tb\r\n\r\n", 400),
-    BAD_REQ("SP before first field", "GET / HTTP/1.1\r\n Host: a\r\n\r\n",
-            400),
+    BAD_REQ("SP before first field", "GET / HTTP/1.1\r\n Host: a\r\n\r\n", 400),
     BAD_REQ("bare CR in value", "GET /" H11 "X: a\rb\r\n\r\n", 400),
     BAD_REQ("bare CR before CRLF", "GET /" H11 "X: a\r\r\n\r\n", 400),
     BAD_REQ("bare CR in request line", "GET /\r HTTP/1.1\r\nHost: a\r\n\r\n",
@@ -164,8 +186,14 @@ static const struct head_case cases[] = {
     BAD_REQ("no colon", "GET /" H11 "Xy\r\n\r\n", 400),
     BAD_REQ("DEL in name", "GET /" H11 "X\x7f: 1\r\n\r\n", 400),
     BAD_REQ("non-ASCII name", "GET /" H11 "X\xc3\xa9: 1\r\n\r\n", 400),
-    BAD_REQ("CTL in value", "GET /" H11 "X: a\x01" "b\r\n\r\n", 400),
-    BAD_REQ("DEL in value", "GET /" H11 "X: a\x7f" "b\r\n\r\n", 400),
+    BAD_REQ("CTL in value",
+            "GET /" H11 "X: a\x01"
+            "b\r\n\r\n",
+            400),
+    BAD_REQ("DEL in value",
+            "GET /" H11 "X: a\x7f"
+            "b\r\n\r\n",
+            400),
     BAD_REQ("CTL in target", "GET /a\x01 HTTP/1.1\r\nHost: a\r\n\r\n", 400),
     BAD_REQ("DEL in target", "GET /a\x7f HTTP/1.1\r\nHost: a\r\n\r\n", 400),
     BAD_REQ("non-ASCII target", "GET /\xc3\xa9 HTTP/1.1\r\nHost: a\r\n\r\n",
@@ -195,8 +223,7 @@ static const struct head_case cases[] = {
     BAD_REQ("absolute-form userinfo", "GET http://u@a/x" H11 "\r\n", 400),
     BAD_REQ("absolute-form empty host", "GET http:///x" H11 "\r\n", 400),
     BAD_REQ("relative target", "GET a/b" H11 "\r\n", 400),
-    BAD_REQ("bad Connection token", "GET /" H11 "Connection: a;b\r\n\r\n",
-            400),
+    BAD_REQ("bad Connection token", "GET /" H11 "Connection: a;b\r\n\r\n", 400),
 
     /* responses */
     OK_RESP("200 CL", HTTP_M_GET,
@@ -204,35 +231,37 @@ static const struct head_case cases[] = {
     OK_RESP("200 chunked", HTTP_M_GET,
             "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", CHUNK, 0,
             1),
-    OK_RESP("200 close-delimited", HTTP_M_GET, "HTTP/1.1 200 OK\r\n\r\n",
-            CLOSE, 0, 0),
+    OK_RESP("200 close-delimited", HTTP_M_GET, "HTTP/1.1 200 OK\r\n\r\n", CLOSE,
+            0, 0),
     OK_RESP("no reason, no SP", HTTP_M_GET,
             "HTTP/1.1 200\r\nContent-Length: 0\r\n\r\n", LEN, 0, 1),
     OK_RESP("empty reason", HTTP_M_GET,
             "HTTP/1.1 200 \r\nContent-Length: 0\r\n\r\n", LEN, 0, 1),
     OK_RESP("204", HTTP_M_GET, "HTTP/1.1 204 No Content\r\n\r\n", NONE, 0, 1),
     OK_RESP("304 with CL", HTTP_M_GET,
-            "HTTP/1.1 304 Not Modified\r\nContent-Length: 99\r\n\r\n", NONE,
-            99, 1),
+            "HTTP/1.1 304 Not Modified\r\nContent-Length: 99\r\n\r\n", NONE, 99,
+            1),
     OK_RESP("HEAD with CL", HTTP_M_HEAD,
             "HTTP/1.1 200 OK\r\nContent-Length: 99\r\n\r\n", NONE, 99, 1),
     OK_RESP("HEAD with chunked", HTTP_M_HEAD,
             "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", NONE, 0,
             1),
-    OK_RESP("100 Continue", HTTP_M_POST, "HTTP/1.1 100 Continue\r\n\r\n",
-            NONE, 0, 1),
+    OK_RESP("100 Continue", HTTP_M_POST, "HTTP/1.1 100 Continue\r\n\r\n", NONE,
+            0, 1),
     OK_RESP("101 Switching", HTTP_M_GET,
             "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
-            "Connection: upgrade\r\n\r\n", TUNNEL, 0, 0),
-    OK_RESP("CONNECT 200", HTTP_M_CONNECT, "HTTP/1.1 200 OK\r\n\r\n", TUNNEL,
-            0, 0),
+            "Connection: upgrade\r\n\r\n",
+            TUNNEL, 0, 0),
+    OK_RESP("CONNECT 200", HTTP_M_CONNECT, "HTTP/1.1 200 OK\r\n\r\n", TUNNEL, 0,
+            0),
     OK_RESP("CONNECT 407", HTTP_M_CONNECT,
             "HTTP/1.1 407 Auth\r\nContent-Length: 3\r\n\r\n", LEN, 3, 1),
     OK_RESP("1.0 response CL", HTTP_M_GET,
             "HTTP/1.0 200 OK\r\nContent-Length: 3\r\n\r\n", LEN, 3, 0),
     OK_RESP("1.0 response keep-alive", HTTP_M_GET,
             "HTTP/1.0 200 OK\r\nContent-Length: 3\r\n"
-            "Connection: keep-alive\r\n\r\n", LEN, 3, 1),
+            "Connection: keep-alive\r\n\r\n",
+            LEN, 3, 1),
     OK_RESP("Connection: close", HTTP_M_GET,
             "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nConnection: close\r\n\r\n",
             LEN, 3, 0),
@@ -308,8 +337,8 @@ check_case(const struct head_case *c)
     if (res != c->result || (res == ERR && whole->error != c->error)) {
         print_error("case \"%s\": result %d error %d (%s), want %d/%d\n",
                     c->name, res, whole->error,
-                    whole->error_reason ? whole->error_reason : "-",
-                    c->result, c->error);
+                    whole->error_reason ? whole->error_reason : "-", c->result,
+                    c->error);
         fail();
     }
     if (res == DONE) {
@@ -361,14 +390,13 @@ test_table(void **state)
 static void
 test_request_spans(void **state)
 {
-    static const char req[] =
-        "POST /api/v1?x=1 HTTP/1.1\r\n"
-        "Host: api.example:8080\r\n"
-        "X-Hash:  \t user-42 \t\r\n"
-        "Content-Length: 4\r\n"
-        "Expect: 100-continue\r\n"
-        "\r\n"
-        "body";
+    static const char req[] = "POST /api/v1?x=1 HTTP/1.1\r\n"
+                              "Host: api.example:8080\r\n"
+                              "X-Hash:  \t user-42 \t\r\n"
+                              "Content-Length: 4\r\n"
+                              "Expect: 100-continue\r\n"
+                              "\r\n"
+                              "body";
     struct http_msg *m = new_msg();
     (void)state;
 
@@ -384,8 +412,8 @@ test_request_spans(void **state)
     assert_int_equal(m->minor, 1);
     assert_int_equal(m->n_headers, 4);
     assert_int_equal(m->host, 0);
-    assert_true(http_span_equals(req, m->headers[0].value, "api.example:8080",
-                                 16));
+    assert_true(
+        http_span_equals(req, m->headers[0].value, "api.example:8080", 16));
     assert_int_equal(m->headers[1].id, HTTP_H_OTHER);
     assert_true(http_span_equals(req, m->headers[1].value, "user-42", 7));
     assert_int_equal(m->headers[2].id, HTTP_H_CONTENT_LENGTH);
@@ -485,9 +513,8 @@ test_connection_options(void **state)
 
     struct http_conn_iter it;
     struct http_span tok;
-    static const char *const want[] = {"Upgrade", "X-Secret",
-                                       "content-length", "host",
-                                       "transfer-encoding"};
+    static const char *const want[] = {"Upgrade", "X-Secret", "content-length",
+                                       "host", "transfer-encoding"};
     http_conn_iter_init(&it);
     for (int i = 0; i < 5; i++) {
         assert_true(http_conn_iter_next(&it, m, req, &tok));
@@ -498,15 +525,17 @@ test_connection_options(void **state)
 
     /* 64 options are fine, 65 are refused. */
     char buf[1024];
-    int n = snprintf(buf, sizeof(buf), "GET / HTTP/1.1\r\nHost: a\r\n"
-                                       "Connection: ");
+    int n = snprintf(buf, sizeof(buf),
+                     "GET / HTTP/1.1\r\nHost: a\r\n"
+                     "Connection: ");
     for (int i = 0; i < 64; i++)
         n += snprintf(buf + n, sizeof(buf) - n, "o%d,", i);
     n += snprintf(buf + n, sizeof(buf) - n, "\r\n\r\n");
     http_request_init(m, MAX_HEAD);
     assert_int_equal(http_parse(m, buf, (size_t)n), DONE);
-    n = snprintf(buf, sizeof(buf), "GET / HTTP/1.1\r\nHost: a\r\n"
-                                   "Connection: ");
+    n = snprintf(buf, sizeof(buf),
+                 "GET / HTTP/1.1\r\nHost: a\r\n"
+                 "Connection: ");
     for (int i = 0; i < 32; i++)
         n += snprintf(buf + n, sizeof(buf) - n, "o%d,", i);
     n += snprintf(buf + n, sizeof(buf) - n, "\r\nConnection: ");
@@ -626,21 +655,30 @@ test_reset_pipeline(void **state)
 /* ---- chunked ---------------------------------------------------------- */
 
 struct chunk_case {
-    const char *name;                   /* what the case checks */
-    const char *text;                   /* body bytes (may run past end) */
-    int result;                         /* expected final result */
-    size_t used;                        /* DONE: bytes of the body */
-    uint64_t data;                      /* DONE: data bytes */
+    const char *name; /* what the case checks */
+    const char *text; /* body bytes (may run past end) */
+    int result;       /* expected final result */
+    size_t used;      /* DONE: bytes of the body */
+    uint64_t data;    /* DONE: data bytes */
 };
 
-#define CH_OK(n, t, used, data) {n, t, HTTP_CHUNKED_DONE, used, data}
-#define CH_BAD(n, t) {n, t, HTTP_CHUNKED_ERROR, 0, 0}
-#define CH_MORE(n, t) {n, t, HTTP_CHUNKED_AGAIN, 0, 0}
+#define CH_OK(n, t, used, data)                                                \
+    {                                                                          \
+        n, t, HTTP_CHUNKED_DONE, used, data                                    \
+    }
+#define CH_BAD(n, t)                                                           \
+    {                                                                          \
+        n, t, HTTP_CHUNKED_ERROR, 0, 0                                         \
+    }
+#define CH_MORE(n, t)                                                          \
+    {                                                                          \
+        n, t, HTTP_CHUNKED_AGAIN, 0, 0                                         \
+    }
 
 static const struct chunk_case chunk_cases[] = {
     CH_OK("one chunk", "5\r\nhello\r\n0\r\n\r\n", 15, 5),
-    CH_OK("stops at message end", "5\r\nhello\r\n0\r\n\r\nGET / HTTP/1.1",
-          15, 5),
+    CH_OK("stops at message end", "5\r\nhello\r\n0\r\n\r\nGET / HTTP/1.1", 15,
+          5),
     CH_OK("empty body", "0\r\n\r\n", 5, 0),
     CH_OK("two chunks, hex", "A\r\n0123456789\r\n1\r\nx\r\n0\r\n\r\n", 26, 11),
     CH_OK("lower hex, leading zeros", "00a\r\n0123456789\r\n0\r\n\r\n", 22, 10),
@@ -697,8 +735,7 @@ static void
 test_chunked_table(void **state)
 {
     (void)state;
-    for (size_t i = 0; i < sizeof(chunk_cases) / sizeof(chunk_cases[0]);
-         i++) {
+    for (size_t i = 0; i < sizeof(chunk_cases) / sizeof(chunk_cases[0]); i++) {
         const struct chunk_case *cc = &chunk_cases[i];
         size_t n = strlen(cc->text), total;
         struct http_chunked c;
@@ -709,8 +746,7 @@ test_chunked_table(void **state)
             if (r != cc->result) {
                 print_error("chunk case \"%s\" step %zu: %d (%s), want %d\n",
                             cc->name, step, r,
-                            c.error_reason ? c.error_reason : "-",
-                            cc->result);
+                            c.error_reason ? c.error_reason : "-", cc->result);
                 fail();
             }
             if (r == HTTP_CHUNKED_DONE) {
@@ -753,8 +789,7 @@ test_chunked_limits(void **state)
     assert_int_equal(http_chunked_feed(&c, buf, 34, &used), HTTP_CHUNKED_DONE);
     assert_int_equal(used, 34);
     http_chunked_init(&c, 31);
-    assert_int_equal(http_chunked_feed(&c, buf, 34, &used),
-                     HTTP_CHUNKED_ERROR);
+    assert_int_equal(http_chunked_feed(&c, buf, 34, &used), HTTP_CHUNKED_ERROR);
 
     /* trailer section bounded too */
     memcpy(buf, "0\r\nX:", 5);
@@ -764,8 +799,7 @@ test_chunked_limits(void **state)
     assert_int_equal(http_chunked_feed(&c, buf, 109, &used),
                      HTTP_CHUNKED_ERROR);
     http_chunked_init(&c, 106);
-    assert_int_equal(http_chunked_feed(&c, buf, 109, &used),
-                     HTTP_CHUNKED_DONE);
+    assert_int_equal(http_chunked_feed(&c, buf, 109, &used), HTTP_CHUNKED_DONE);
 
     /* a large chunk is skipped without looking at its bytes */
     http_chunked_init(&c, 0);

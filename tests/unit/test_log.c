@@ -69,8 +69,7 @@ test_first_passes_then_one_per_interval(void **state)
     /* Within the interval: held back and counted. */
     for (int i = 0; i < 5; i++)
         assert_false(log_limit_pass(&l, 100.0 + i, &held));
-    assert_false(log_limit_pass(&l, 100.0 + LOG_LIMIT_INTERVAL - 0.001,
-                                &held));
+    assert_false(log_limit_pass(&l, 100.0 + LOG_LIMIT_INTERVAL - 0.001, &held));
     /* At the end of the interval the next one goes out with the count. */
     assert_true(log_limit_pass(&l, 100.0 + LOG_LIMIT_INTERVAL, &held));
     assert_int_equal(held, 6);
@@ -155,8 +154,8 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_first_passes_then_one_per_interval),
         cmocka_unit_test(test_time_zero_is_a_time_like_any_other),
-        cmocka_unit_test_setup_teardown(test_log_limited_lines,
-                                        capture_start, capture_stop),
+        cmocka_unit_test_setup_teardown(test_log_limited_lines, capture_start,
+                                        capture_stop),
         cmocka_unit_test_setup_teardown(
             test_log_limited_below_level_counts_nothing, capture_start,
             capture_stop),

@@ -175,7 +175,7 @@ test_find(void **state)
     assert_ptr_equal(find(&p, 0, "10.0.0.2", 80), b);
     assert_ptr_equal(find(&p, 1, "10.0.0.1", 80), c);
     assert_null(find(&p, 1, "10.0.0.2", 80));
-    assert_null(find(&p, 0, "10.0.0.1", 81));  /* port matters */
+    assert_null(find(&p, 0, "10.0.0.1", 81)); /* port matters */
     assert_null(find(&p, 0, "10.0.0.3", 80));
     assert_null(find(&p, 2, "10.0.0.1", 80));
     assert_null(find(&p, 0, "::ffff:10.0.0.1", 80)); /* family matters */
@@ -325,8 +325,8 @@ apply(struct pool *p, size_t server, const char *const *ips)
     struct sockaddr_storage addrs[16];
     size_t n = answer(addrs, ips);
 
-    return pool_apply_answer(p, server, "api.internal:8080", addrs, n, 8080,
-                             4, false);
+    return pool_apply_answer(p, server, "api.internal:8080", addrs, n, 8080, 4,
+                             false);
 }
 
 #define IPS(...) ((const char *const[]){__VA_ARGS__, NULL})
@@ -426,18 +426,15 @@ test_apply_reordered_keeps_members(void **state)
 
     (void)state;
     pool_init(&p, "b", 0);
-    assert_int_equal(apply(&p, 0, IPS("10.0.0.1", "10.0.0.2", "10.0.0.3")),
-                     3);
+    assert_int_equal(apply(&p, 0, IPS("10.0.0.1", "10.0.0.2", "10.0.0.3")), 3);
     a = find(&p, 0, "10.0.0.1", 8080);
     b = find(&p, 0, "10.0.0.2", 8080);
     c = find(&p, 0, "10.0.0.3", 8080);
     a->stats.requests = 1;
     b->stats.requests = 2;
     c->stats.requests = 3;
-    assert_int_equal(apply(&p, 0, IPS("10.0.0.3", "10.0.0.1", "10.0.0.2")),
-                     0);
-    assert_int_equal(apply(&p, 0, IPS("10.0.0.2", "10.0.0.3", "10.0.0.1")),
-                     0);
+    assert_int_equal(apply(&p, 0, IPS("10.0.0.3", "10.0.0.1", "10.0.0.2")), 0);
+    assert_int_equal(apply(&p, 0, IPS("10.0.0.2", "10.0.0.3", "10.0.0.1")), 0);
     assert_int_equal(p.n, 3);
     assert_ptr_equal(find(&p, 0, "10.0.0.1", 8080), a);
     assert_ptr_equal(find(&p, 0, "10.0.0.2", 8080), b);
@@ -459,9 +456,8 @@ test_apply_adds_new(void **state)
     apply(&p, 0, IPS("10.0.0.1", "10.0.0.2"));
     a = find(&p, 0, "10.0.0.1", 8080);
     b = find(&p, 0, "10.0.0.2", 8080);
-    assert_int_equal(apply(&p, 0, IPS("10.0.0.2", "10.0.0.3", "10.0.0.1",
-                                      "10.0.0.4")),
-                     2);
+    assert_int_equal(
+        apply(&p, 0, IPS("10.0.0.2", "10.0.0.3", "10.0.0.1", "10.0.0.4")), 2);
     assert_int_equal(p.n, 4);
     assert_pool_consistent(&p);
     assert_ptr_equal(find(&p, 0, "10.0.0.1", 8080), a);
@@ -512,8 +508,7 @@ test_apply_replaces(void **state)
     assert_null(find(&p, 0, "10.0.0.1", 8080));
     assert_non_null(find(&p, 0, "10.0.0.3", 8080));
     /* A completely new set: everything out, everything in. */
-    assert_int_equal(apply(&p, 0, IPS("10.1.0.1", "10.1.0.2", "10.1.0.3")),
-                     5);
+    assert_int_equal(apply(&p, 0, IPS("10.1.0.1", "10.1.0.2", "10.1.0.3")), 5);
     assert_int_equal(p.n, 3);
     assert_null(find(&p, 0, "10.0.0.2", 8080));
     pool_deinit(&p);
@@ -531,9 +526,8 @@ test_apply_collapses_duplicates(void **state)
         apply(&p, 0, IPS("10.0.0.1", "10.0.0.1", "10.0.0.2", "10.0.0.1")), 2);
     assert_int_equal(p.n, 2);
     a = find(&p, 0, "10.0.0.1", 8080);
-    assert_int_equal(apply(&p, 0, IPS("10.0.0.2", "10.0.0.2", "10.0.0.1",
-                                      "10.0.0.1")),
-                     0);
+    assert_int_equal(
+        apply(&p, 0, IPS("10.0.0.2", "10.0.0.2", "10.0.0.1", "10.0.0.1")), 0);
     assert_int_equal(p.n, 2);
     assert_ptr_equal(find(&p, 0, "10.0.0.1", 8080), a);
     /* Same address, different ports in the answer: the port is the line's,
@@ -542,8 +536,8 @@ test_apply_collapses_duplicates(void **state)
         struct sockaddr_storage d[2] = {sa("10.0.0.5", 1), sa("10.0.0.5", 2)};
         pool_deinit(&p);
         pool_init(&p, "b", 0);
-        assert_int_equal(
-            pool_apply_answer(&p, 0, "x:80", d, 2, 80, 1, false), 1);
+        assert_int_equal(pool_apply_answer(&p, 0, "x:80", d, 2, 80, 1, false),
+                         1);
         assert_int_equal(p.n, 1);
     }
     pool_deinit(&p);
@@ -704,7 +698,7 @@ test_addr_equal(void **state)
     memset(&un2, 0, sizeof(un2));
     un1.sun_family = un2.sun_family = AF_UNIX;
     assert_false(net_addr_equal((const struct sockaddr *)&un1,
-                            (const struct sockaddr *)&un2));
+                                (const struct sockaddr *)&un2));
 }
 
 int

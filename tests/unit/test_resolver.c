@@ -613,8 +613,8 @@ test_cancel(void **state)
     assert_non_null(req);
     resolver_cancel(req); /* sent, not answered yet */
     /* A literal is queued at once: cancel it before delivery too. */
-    struct resolver_req *lit =
-        resolver_resolve(c->r, "10.9.9.9", AF_INET, on_got, &cancelled);
+    struct resolver_req *lit = resolver_resolve(c->r, "10.9.9.9", AF_INET,
+                                                on_got, &cancelled);
     assert_non_null(lit);
     resolver_cancel(lit);
     /* slow2 answers after slow1 would have: wait for it. */

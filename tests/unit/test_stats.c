@@ -21,14 +21,14 @@
 #include "strbuf.h"
 
 struct fixture {
-    struct runtime rt;                  /* the fake runtime */
-    struct frontend fe;                 /* one frontend */
-    struct frontend *fes[1];            /* rt.frontends */
-    struct backend be;                  /* one backend */
-    struct backend *bes[1];             /* rt.backends */
-    struct config_server servers[2];    /* be.cfg.servers */
-    struct stats *st;                   /* renders from rt */
-    struct strbuf sb;                   /* output */
+    struct runtime rt;               /* the fake runtime */
+    struct frontend fe;              /* one frontend */
+    struct frontend *fes[1];         /* rt.frontends */
+    struct backend be;               /* one backend */
+    struct backend *bes[1];          /* rt.backends */
+    struct config_server servers[2]; /* be.cfg.servers */
+    struct stats *st;                /* renders from rt */
+    struct strbuf sb;                /* output */
 };
 
 static struct member *
@@ -210,10 +210,9 @@ int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_metrics_families, setup,
+        cmocka_unit_test_setup_teardown(test_metrics_families, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_metrics_values_and_labels, setup,
                                         teardown),
-        cmocka_unit_test_setup_teardown(test_metrics_values_and_labels,
-                                        setup, teardown),
         cmocka_unit_test_setup_teardown(test_json, setup, teardown),
         cmocka_unit_test_setup_teardown(test_html_escapes, setup, teardown),
     };

@@ -76,8 +76,7 @@ test_parse_good(void **state)
     assert_int_equal(parse("get / HTTP/1.1\r\nHost: x\r\n\r\n", &req), 0);
     assert_int_equal(req.method, STATS_METHOD_OTHER);
     /* Empty header value is fine; the query is cut off the path. */
-    assert_int_equal(parse("GET /?f HTTP/1.1\r\nHost: x\r\nX-E:\r\n\r\n",
-                           &req),
+    assert_int_equal(parse("GET /?f HTTP/1.1\r\nHost: x\r\nX-E:\r\n\r\n", &req),
                      0);
     assert_int_equal(req.path_len, 1);
     assert_int_equal(parse("GET / HTTP/1.1\r\nHost: x\r\n"
@@ -95,18 +94,15 @@ test_parse_good(void **state)
     assert_int_equal(req.method, STATS_METHOD_GET);
     assert_int_equal(req.path_len, 8);
     assert_memory_equal(req.path, "/metrics", 8);
-    assert_int_equal(parse("GET http://x?a HTTP/1.1\r\nHost: x\r\n\r\n",
-                           &req),
+    assert_int_equal(parse("GET http://x?a HTTP/1.1\r\nHost: x\r\n\r\n", &req),
                      0);
     assert_int_equal(req.path_len, 1);
     assert_memory_equal(req.path, "/", 1);
     /* The other forms come with methods that get 405. */
-    assert_int_equal(parse("OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n", &req),
-                     0);
+    assert_int_equal(parse("OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n", &req), 0);
     assert_int_equal(req.method, STATS_METHOD_OTHER);
     assert_int_equal(req.path_len, 0);
-    assert_int_equal(parse("CONNECT x:1 HTTP/1.1\r\nHost: x\r\n\r\n", &req),
-                     0);
+    assert_int_equal(parse("CONNECT x:1 HTTP/1.1\r\nHost: x\r\n\r\n", &req), 0);
     assert_int_equal(req.method, STATS_METHOD_OTHER);
     assert_int_equal(req.path_len, 0);
     /* Empty lines before the request line are skipped (RFC 9112 2.2). */
@@ -118,35 +114,35 @@ static void
 test_parse_bad(void **state)
 {
     static const char *const bad[] = {
-        "GET /metrics\r\n\r\n",                       /* no version */
-        "GET  /metrics HTTP/1.1\r\nHost: x\r\n\r\n",  /* double space */
-        "GET metrics HTTP/1.1\r\nHost: x\r\n\r\n",    /* not origin-form */
-        "GET http://x/ HTTP/1.1\r\n\r\n",             /* no Host */
-        "GET / HTTP/2.0\r\nHost: x\r\n\r\n",          /* version */
-        "GET / HTTP/1.1 \r\nHost: x\r\n\r\n",         /* trailing space */
-        "GET / HTTP/1.10\r\nHost: x\r\n\r\n",         /* version */
-        " GET / HTTP/1.1\r\nHost: x\r\n\r\n",         /* leading space */
-        "G(T / HTTP/1.1\r\nHost: x\r\n\r\n",          /* bad method char */
+        "GET /metrics\r\n\r\n",                         /* no version */
+        "GET  /metrics HTTP/1.1\r\nHost: x\r\n\r\n",    /* double space */
+        "GET metrics HTTP/1.1\r\nHost: x\r\n\r\n",      /* not origin-form */
+        "GET http://x/ HTTP/1.1\r\n\r\n",               /* no Host */
+        "GET / HTTP/2.0\r\nHost: x\r\n\r\n",            /* version */
+        "GET / HTTP/1.1 \r\nHost: x\r\n\r\n",           /* trailing space */
+        "GET / HTTP/1.10\r\nHost: x\r\n\r\n",           /* version */
+        " GET / HTTP/1.1\r\nHost: x\r\n\r\n",           /* leading space */
+        "G(T / HTTP/1.1\r\nHost: x\r\n\r\n",            /* bad method char */
         "GET / HTTP/1.1\r\nHost: x\r\nNoColon\r\n\r\n", /* header */
         "GET / HTTP/1.1\r\nHost: x\r\nBad Name: x\r\n\r\n", /* space */
-        "GET / HTTP/1.1\r\nHost: x\r\n: x\r\n\r\n",   /* empty name */
-        "GET / HTTP/1.1\r\nHost: x\r\nA: b\r\n c\r\n\r\n", /* obs-fold */
-        "GET / HTTP/1.1\r\nHost: x\r\nA: b\x01\r\n\r\n", /* control char */
-        "GET / HTTP/1.1\r\nHost: x\r\nA: b\rc\r\n\r\n", /* bare CR */
+        "GET / HTTP/1.1\r\nHost: x\r\n: x\r\n\r\n",         /* empty name */
+        "GET / HTTP/1.1\r\nHost: x\r\nA: b\r\n c\r\n\r\n",  /* obs-fold */
+        "GET / HTTP/1.1\r\nHost: x\r\nA: b\x01\r\n\r\n",    /* control char */
+        "GET / HTTP/1.1\r\nHost: x\r\nA: b\rc\r\n\r\n",     /* bare CR */
         ("GET / HTTP/1.1\r\nHost: x\r\nAuthorization: a\r\n"
-         "Authorization: b\r\n\r\n"),                 /* two auths */
-        "GET / HTTP/1.1\r\nHost: x\r\n",              /* incomplete */
+         "Authorization: b\r\n\r\n"),    /* two auths */
+        "GET / HTTP/1.1\r\nHost: x\r\n", /* incomplete */
         /* refused like the proxy refuses them (http_parser) */
-        "GET /metrics HTTP/1.1\r\n\r\n",              /* 1.1 without Host */
+        "GET /metrics HTTP/1.1\r\n\r\n",                /* 1.1 without Host */
         "GET / HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n", /* two Hosts */
-        "GET / HTTP/1.1\r\nHost: a b\r\n\r\n",        /* bad Host */
-        "HEAD /stats HTTP/1.0\nA: b\n\n",             /* bare LF */
-        "GET /#f HTTP/1.1\r\nHost: x\r\n\r\n",        /* fragment */
-        "GET /\xc3\xa9 HTTP/1.1\r\nHost: x\r\n\r\n",  /* non-ASCII target */
-        "GET / HTTP/1.2\r\nHost: x\r\n\r\n",          /* version */
-        "GET * HTTP/1.1\r\nHost: x\r\n\r\n",          /* '*' without OPTIONS */
+        "GET / HTTP/1.1\r\nHost: a b\r\n\r\n",          /* bad Host */
+        "HEAD /stats HTTP/1.0\nA: b\n\n",               /* bare LF */
+        "GET /#f HTTP/1.1\r\nHost: x\r\n\r\n",          /* fragment */
+        "GET /\xc3\xa9 HTTP/1.1\r\nHost: x\r\n\r\n",    /* non-ASCII target */
+        "GET / HTTP/1.2\r\nHost: x\r\n\r\n",            /* version */
+        "GET * HTTP/1.1\r\nHost: x\r\n\r\n", /* '*' without OPTIONS */
         ("GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n"
-         "Transfer-Encoding: chunked\r\n\r\n"),       /* CL and TE */
+         "Transfer-Encoding: chunked\r\n\r\n"), /* CL and TE */
     };
     struct stats_request req;
     size_t i;
@@ -183,26 +179,26 @@ test_head_len(void **state)
 /* ---- server fixture ---- */
 
 struct fixture {
-    struct ev_loop *loop;               /* the one loop */
-    struct stats_server *srv;           /* server under test */
-    struct sockaddr_storage addr;       /* where it listens */
-    socklen_t addrlen;                  /* length of addr */
-    int renders;                        /* render callbacks so far */
+    struct ev_loop *loop;         /* the one loop */
+    struct stats_server *srv;     /* server under test */
+    struct sockaddr_storage addr; /* where it listens */
+    socklen_t addrlen;            /* length of addr */
+    int renders;                  /* render callbacks so far */
 };
 
 struct client {
-    struct fixture *f;                  /* owner */
-    int fd;                             /* socket, -1 once closed */
-    ev_io io;                           /* readiness */
-    char req[16384];                    /* bytes to send */
-    size_t req_len;                     /* bytes in req */
-    size_t req_off;                     /* bytes sent */
-    bool no_read;                       /* never read (a dead reader) */
-    char *resp;                         /* bytes received */
-    size_t resp_len;                    /* bytes in resp */
-    size_t resp_cap;                    /* allocated */
-    bool done;                          /* EOF or error seen */
-    int err;                            /* errno of a failure, 0 if none */
+    struct fixture *f; /* owner */
+    int fd;            /* socket, -1 once closed */
+    ev_io io;          /* readiness */
+    char req[16384];   /* bytes to send */
+    size_t req_len;    /* bytes in req */
+    size_t req_off;    /* bytes sent */
+    bool no_read;      /* never read (a dead reader) */
+    char *resp;        /* bytes received */
+    size_t resp_len;   /* bytes in resp */
+    size_t resp_cap;   /* allocated */
+    bool done;         /* EOF or error seen */
+    int err;           /* errno of a failure, 0 if none */
 };
 
 static int
@@ -240,8 +236,7 @@ render_fail(struct strbuf *body, const char **ctype, void *user)
 static void
 add_routes(struct fixture *f)
 {
-    assert_int_equal(stats_server_route(f->srv, "/metrics", render_metrics,
-                                        f),
+    assert_int_equal(stats_server_route(f->srv, "/metrics", render_metrics, f),
                      0);
     assert_int_equal(stats_server_route(f->srv, "/big", render_big, f), 0);
     assert_int_equal(stats_server_route(f->srv, "/fail", render_fail, f), 0);
@@ -355,8 +350,7 @@ client_cb(struct ev_loop *loop, ev_io *w, int revents)
 }
 
 static void
-client_start(struct fixture *f, struct client *c, const char *req,
-             size_t len)
+client_start(struct fixture *f, struct client *c, const char *req, size_t len)
 {
     int r;
 
@@ -395,9 +389,9 @@ client_free(struct client *c)
 }
 
 struct waiter {
-    bool (*pred)(void *);               /* condition to wait for */
-    void *arg;                          /* its argument */
-    bool met;                           /* it became true */
+    bool (*pred)(void *); /* condition to wait for */
+    void *arg;            /* its argument */
+    bool met;             /* it became true */
 };
 
 static void
@@ -600,8 +594,7 @@ test_refused_like_proxy(void **state)
         roundtrip(f, &c, bad[i]);
         if (status_of(&c) != 400)
             fail_msg("not 400 for: %s", bad[i]);
-        assert_string_equal(header_of(&c, "Connection", v, sizeof(v)),
-                            "close");
+        assert_string_equal(header_of(&c, "Connection", v, sizeof(v)), "close");
         assert_string_equal(body_of(&c), "400 Bad Request\n");
         client_free(&c);
     }
@@ -678,26 +671,24 @@ test_token(void **state)
     roundtrip(f, &c, "GET /metrics HTTP/1.0\r\n\r\n");
     assert_int_equal(status_of(&c), 401);
     client_free(&c);
-    roundtrip(f, &c, "GET /metrics HTTP/1.0\r\n"
-                     "Authorization: Bearer s3cret\r\n\r\n");
+    roundtrip(f, &c,
+              "GET /metrics HTTP/1.0\r\n"
+              "Authorization: Bearer s3cret\r\n\r\n");
     assert_int_equal(status_of(&c), 200);
     client_free(&c);
 
-    roundtrip(f, &c,
-              GET_METRICS "Authorization: Bearer s3cret\r\n\r\n");
+    roundtrip(f, &c, GET_METRICS "Authorization: Bearer s3cret\r\n\r\n");
     assert_int_equal(status_of(&c), 200);
     assert_string_equal(body_of(&c), "m 1\n");
     client_free(&c);
     /* The scheme is case-insensitive (RFC 9110). */
-    roundtrip(f, &c,
-              GET_METRICS "authorization: bearer  s3cret\r\n\r\n");
+    roundtrip(f, &c, GET_METRICS "authorization: bearer  s3cret\r\n\r\n");
     assert_int_equal(status_of(&c), 200);
     client_free(&c);
 
     /* Reload: new token replaces the old one, then none. */
     assert_int_equal(stats_server_set_token(f->srv, "other"), 0);
-    roundtrip(f, &c,
-              GET_METRICS "Authorization: Bearer s3cret\r\n\r\n");
+    roundtrip(f, &c, GET_METRICS "Authorization: Bearer s3cret\r\n\r\n");
     assert_int_equal(status_of(&c), 401);
     client_free(&c);
     assert_int_equal(stats_server_set_token(f->srv, NULL), 0);
@@ -727,15 +718,13 @@ test_head_limit(void **state)
     struct client c;
 
     /* Exactly the limit: served. */
-    client_start(f, &c, req,
-                 padded_request(req, STATS_SERVER_HEAD_MAX));
+    client_start(f, &c, req, padded_request(req, STATS_SERVER_HEAD_MAX));
     assert_true(run_until(f, client_done, &c, GUARD));
     assert_int_equal(status_of(&c), 200);
     client_free(&c);
 
     /* One byte more: 431, and the answer survives the unread byte. */
-    client_start(f, &c, req,
-                 padded_request(req, STATS_SERVER_HEAD_MAX + 1));
+    client_start(f, &c, req, padded_request(req, STATS_SERVER_HEAD_MAX + 1));
     assert_true(run_until(f, client_done, &c, GUARD));
     assert_int_equal(status_of(&c), 431);
     client_free(&c);
@@ -851,16 +840,15 @@ test_detach_and_create_from_fd(void **state)
         fail_msg("%s", err);
     assert_int_equal(stats_server_fd(f->srv), fd);
     add_routes(f);
-    roundtrip(f, &c,
-              GET_METRICS "Authorization: Bearer t\r\n\r\n");
+    roundtrip(f, &c, GET_METRICS "Authorization: Bearer t\r\n\r\n");
     assert_int_equal(status_of(&c), 200);
     client_free(&c);
 
     /* A socket that is not listening is refused (and closed). */
     sock = socket(AF_INET, SOCK_STREAM, 0);
     assert_true(sock >= 0);
-    assert_null(stats_server_create_from_fd(f->loop, sock, NULL, err,
-                                            sizeof(err)));
+    assert_null(
+        stats_server_create_from_fd(f->loop, sock, NULL, err, sizeof(err)));
     assert_non_null(strstr(err, "not listening"));
 }
 
@@ -894,8 +882,7 @@ setup6(void **state)
                                  NULL, err, sizeof(err));
     if (f->srv != NULL) {
         assert_int_equal(getsockname(stats_server_fd(f->srv),
-                                     (struct sockaddr *)&f->addr,
-                                     &f->addrlen),
+                                     (struct sockaddr *)&f->addr, &f->addrlen),
                          0);
         add_routes(f);
     }
@@ -926,8 +913,7 @@ main(void)
         cmocka_unit_test(test_head_len),
         cmocka_unit_test_setup_teardown(test_get_200, setup, teardown),
         cmocka_unit_test_setup_teardown(test_head, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_404_405_400_500, setup,
-                                        teardown),
+        cmocka_unit_test_setup_teardown(test_404_405_400_500, setup, teardown),
         cmocka_unit_test_setup_teardown(test_refused_like_proxy, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_token, setup, teardown),

@@ -198,15 +198,15 @@ test_json_escape_table(void **state)
          "\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80"},
         {"\xf4\x8f\xbf\xbf", 4, "\xf4\x8f\xbf\xbf"}, /* U+10FFFF */
         /* Invalid bytes: each one becomes U+FFFD. */
-        {"\x80", 1, "\\ufffd"},                       /* stray cont. */
+        {"\x80", 1, "\\ufffd"}, /* stray cont. */
         {"\xff", 1, "\\ufffd"},
         {"\xc0\xaf", 2, "\\ufffd\\ufffd"},            /* overlong '/' */
         {"\xe0\x80\xaf", 3, "\\ufffd\\ufffd\\ufffd"}, /* overlong */
         {"\xed\xa0\x80", 3, "\\ufffd\\ufffd\\ufffd"}, /* surrogate */
         {"\xf4\x90\x80\x80", 4,
-         "\\ufffd\\ufffd\\ufffd\\ufffd"},             /* > U+10FFFF */
-        {"a\xc3", 2, "a\\ufffd"},                     /* truncated */
-        {"\xe2\x82x", 3, "\\ufffd\\ufffdx"},          /* cut short */
+         "\\ufffd\\ufffd\\ufffd\\ufffd"},    /* > U+10FFFF */
+        {"a\xc3", 2, "a\\ufffd"},            /* truncated */
+        {"\xe2\x82x", 3, "\\ufffd\\ufffdx"}, /* cut short */
     };
     struct strbuf sb;
     size_t i;
@@ -326,20 +326,19 @@ test_prom_lines(void **state)
     strbuf_prom_series(&sb, "h", "_bucket", labels, 1, &le);
     strbuf_putc(&sb, '\n');
     strbuf_prom_header(&sb, "g", NULL, "gauge");
-    ASSERT_SB(&sb,
-              "# HELP ferry_server_requests_total Requests sent to a "
-              "member.\\nback\\\\slash\n"
-              "# TYPE ferry_server_requests_total counter\n"
-              "ferry_server_requests_total{backend=\"api\","
-              "server=\"api.internal:8080\",address=\"10.0.0.1:8080\"} "
-              "18446744073709551615\n"
-              "ferry_dns_cache_entries 7\n"
-              "x{name=\"we\\\"ird\\\\\\nname\"} 0.25\n"
-              "y NaN\n"
-              "z -Inf\n"
-              "h_bucket{le=\"+Inf\"} \n"
-              "h_bucket{backend=\"api\",le=\"+Inf\"} \n"
-              "# TYPE g gauge\n");
+    ASSERT_SB(&sb, "# HELP ferry_server_requests_total Requests sent to a "
+                   "member.\\nback\\\\slash\n"
+                   "# TYPE ferry_server_requests_total counter\n"
+                   "ferry_server_requests_total{backend=\"api\","
+                   "server=\"api.internal:8080\",address=\"10.0.0.1:8080\"} "
+                   "18446744073709551615\n"
+                   "ferry_dns_cache_entries 7\n"
+                   "x{name=\"we\\\"ird\\\\\\nname\"} 0.25\n"
+                   "y NaN\n"
+                   "z -Inf\n"
+                   "h_bucket{le=\"+Inf\"} \n"
+                   "h_bucket{backend=\"api\",le=\"+Inf\"} \n"
+                   "# TYPE g gauge\n");
     strbuf_free(&sb);
 }
 

@@ -122,7 +122,7 @@ test_pick_release(void **state)
     assert_true(m->up);
     assert_int_equal(u.attempts, 1);
     assert_int_equal(m->active, 1);
-    assert_int_equal(m->refs, 2);       /* pool + the pick */
+    assert_int_equal(m->refs, 2); /* pool + the pick */
     assert_false(u.waiting);
 
     upstream_release(&u, BALANCE_OK, T0 + 1);
@@ -131,7 +131,7 @@ test_pick_release(void **state)
     assert_int_equal(m->refs, 1);
     assert_int_equal(m->stats.connect_errors, 0);
     assert_int_equal(u.tried.n, 0);
-    assert_int_equal(u.attempts, 1);    /* attempts stay until reset */
+    assert_int_equal(u.attempts, 1); /* attempts stay until reset */
 
     /* Releasing twice is a no-op. */
     upstream_release(&u, BALANCE_OK, T0 + 1);
@@ -306,7 +306,7 @@ test_reset_clears_tried(void **state)
 static void
 test_backup_only_when_no_normal_up(void **state)
 {
-    struct member *mm[3];                /* a, b normal; c backup */
+    struct member *mm[3]; /* a, b normal; c backup */
     struct backend *be = mkbackend(mm, 3, 1, 3);
     struct upstream_req u;
 
@@ -394,8 +394,7 @@ test_wait_first_checks(void **state)
     assert_int_equal(upstream_pick(&u, NULL, T0 + 1), UPSTREAM_WAIT);
     assert_true(u.wait_started == T0);
     assert_true(fabs(u.retry_at - (T0 + 1 + poll)) < 1e-9);
-    assert_int_equal(upstream_pick(&u, NULL, T0 + 2 - poll / 2),
-                     UPSTREAM_WAIT);
+    assert_int_equal(upstream_pick(&u, NULL, T0 + 2 - poll / 2), UPSTREAM_WAIT);
     assert_true(u.retry_at == T0 + 2);
     /* Deadline: started + timeout_connect. */
     assert_int_equal(upstream_pick(&u, NULL, T0 + 2), UPSTREAM_NONE);
@@ -433,7 +432,7 @@ test_wait_first_checks(void **state)
  */
 struct dnsfx {
     struct ev_loop *loop;
-    int sink;                            /* the silent nameserver */
+    int sink; /* the silent nameserver */
     struct config_nameserver ns;
     struct config cfg;
     struct dns *dns;
@@ -566,7 +565,7 @@ test_wait_dns(void **state)
     assert_int_equal(upstream_pick(&u, NULL, T0 + 2.0), UPSTREAM_NONE);
     assert_false(u.waiting);
     assert_false(dns_cache_waiter_parked(&u.dnswait));
-    assert_true(f.e->inflight);          /* the query itself goes on */
+    assert_true(f.e->inflight); /* the query itself goes on */
 
     /* The next request starts a new wait. */
     upstream_req_reset(&u);
@@ -754,7 +753,7 @@ test_connect_no_socket(void **state)
 
     (void)state;
     memset(&m, 0, sizeof(m));
-    m.addr.ss_family = 12345;            /* no such family */
+    m.addr.ss_family = 12345; /* no such family */
     m.addrlen = sizeof(struct sockaddr_in);
     assert_int_equal(upstream_connect(&m, &fd), UPSTREAM_NO_SOCKET);
     assert_int_equal(fd, -1);
@@ -779,8 +778,7 @@ main(void)
         cmocka_unit_test_setup(test_failed_goes_to_tried, reset_woken),
         cmocka_unit_test_setup(test_retries_exhausted, reset_woken),
         cmocka_unit_test_setup(test_reset_clears_tried, reset_woken),
-        cmocka_unit_test_setup(test_backup_only_when_no_normal_up,
-                               reset_woken),
+        cmocka_unit_test_setup(test_backup_only_when_no_normal_up, reset_woken),
         cmocka_unit_test_setup(test_wait_first_checks, reset_woken),
         cmocka_unit_test_setup(test_wait_dns, reset_woken),
         cmocka_unit_test_setup(test_wait_dns_cancel, reset_woken),
