@@ -1,9 +1,10 @@
 #!/bin/sh
 # The whole test suite: installs dependencies, checks the layering of src/
-# (scripts/check-layers.py) and the layout (clang-format), builds ferry twice (plain, and with
-# ASan+UBSan), checks that clang builds it warning-free, fuzzes the parsers
-# for a bounded time (FUZZ_SECONDS, default 60 per target), and runs the
-# unit tests and the integration tests against both builds.
+# (scripts/check-layers.py) and the layout (clang-format), builds ferry
+# twice (plain, and with ASan+UBSan), checks that clang builds it
+# warning-free, fuzzes the parsers for a bounded time (FUZZ_SECONDS, default
+# 60 per target), and runs the unit tests and the integration tests against
+# both builds.
 set -eu
 cd "$(dirname "$0")/.."
 scripts/deps.sh
