@@ -9,6 +9,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "list.h"
 #include "log.h"
 #include <xxhash.h>
 #include "resolver.h"
@@ -17,10 +18,12 @@
 struct dns_query {
     struct dns *d;             /* owner */
     struct dns_cache_entry *e; /* entry the answer is for */
+    struct list link;          /* d->queries while in flight */
 };
 
 struct dns {
     struct ev_loop *loop;             /* the loop everything runs on */
+    struct list queries;              /* struct dns_query in flight */
     struct resolver *res;             /* c-ares channel(s) */
     struct dns_cache *cache;          /* entries, waiters, listeners */
     ev_idle pending;                  /* runs dns_cache_run_pending */
@@ -174,6 +177,7 @@ dns_resolved(void *arg, const struct resolver_result *r)
     enum dns_cache_status st = dns_map_status(r->status);
     size_t n = 0;
 
+    list_del(&q->link);
     free(q);
     dns_count_query(d, r, st);
 
@@ -208,8 +212,10 @@ dns_start_query(void *ctx, const char *name, int family,
         q->d = d;
         q->e = e;
         if (resolver_resolve(d->res, name, family == 6 ? AF_INET6 : AF_INET,
-                             dns_resolved, q) != NULL)
+                             dns_resolved, q) != NULL) {
+            list_add(&d->queries, &q->link);
             return;
+        }
         free(q);
     }
     /* Invalid name or ENOMEM: the cache still needs its one completion. */
@@ -319,6 +325,7 @@ dns_create(struct ev_loop *loop, const struct config *cfg, char *err,
     if (d == NULL)
         goto oom;
     d->loop = loop;
+    list_init(&d->queries);
     d->rng = ((uint64_t)time(NULL) << 20) ^ (uint64_t)(uintptr_t)d ^
              0x9e3779b97f4a7c15ULL;
     d->tick_at = INFINITY;
@@ -388,6 +395,16 @@ dns_destroy(struct dns *d)
     /* The resolver first: its pending requests point at cache entries. */
     resolver_destroy(d->res);
     dns_cache_destroy(d->cache);
+    /* Queries still in flight will never complete: each holds the in-flight
+     * reference of an entry the cache has just marked removed, which
+     * completing drops without touching the (freed) cache. */
+    while (!list_empty(&d->queries)) {
+        struct dns_query *q = list_entry(d->queries.next, struct dns_query,
+                                         link);
+        list_del(&q->link);
+        dns_cache_complete(NULL, q->e, DNS_CACHE_Q_ERROR, NULL, 0, 0, 0);
+        free(q);
+    }
     free(d->scratch);
     for (size_t i = 0; i < d->nnames; i++)
         free(d->names[i]);
