@@ -168,27 +168,15 @@ hbuf_puts(struct http_buf *h, const char *s)
 /* Watchers and timers                                                     */
 
 static void
-watch(struct ev_loop *loop, ev_io *w, int events)
-{
-    if (ev_is_active(w) && (w->events & (EV_READ | EV_WRITE)) == events)
-        return;
-    ev_io_stop(loop, w);
-    if (events != 0) {
-        ev_io_set(w, w->fd, events);
-        ev_io_start(loop, w);
-    }
-}
-
-static void
 hc_watch(struct http_conn *c)
 {
     struct ev_loop *loop = c->ph->env.loop;
     int cev, sev;
 
     http_conn_events(c, &cev, &sev);
-    watch(loop, &c->cw, cev);
+    net_io_watch(loop, &c->cw, cev);
     if (c->mc != NULL)
-        watch(loop, &c->mc->io, sev);
+        net_io_watch(loop, &c->mc->io, sev);
 }
 
 static void

@@ -204,20 +204,6 @@ upstream_idle_init(struct upstream_idle *ui, struct ev_loop *loop)
     list_init(&ui->spare);
 }
 
-/* Sets the events w waits for (none stops it), touching libev only when
- * they change. */
-static void
-upstream_watch(struct ev_loop *loop, ev_io *w, int events)
-{
-    if (ev_is_active(w) && (w->events & (EV_READ | EV_WRITE)) == events)
-        return;
-    ev_io_stop(loop, w);
-    if (events != 0) {
-        ev_io_set(w, w->fd, events);
-        ev_io_start(loop, w);
-    }
-}
-
 struct upstream_conn *
 upstream_conn_new(struct upstream_idle *ui, struct member *m, int fd,
                   void (*cb)(struct ev_loop *, ev_io *, int), void *owner)
@@ -314,7 +300,7 @@ upstream_idle_put(struct upstream_conn *uc)
     m->idle_n++;
     uc->readable = false;
     ev_set_cb(&uc->io, upstream_idle_io_cb);
-    upstream_watch(ui->loop, &uc->io, EV_READ);
+    net_io_watch(ui->loop, &uc->io, EV_READ);
     ev_set_cb(&uc->idle_timer, upstream_idle_timer_cb);
     ev_timer_set(&uc->idle_timer, IDLE_TIMEOUT, 0);
     ev_timer_start(ui->loop, &uc->idle_timer);
