@@ -868,7 +868,7 @@ static const struct config_key config_keys[] = {
 #define CONFIG_NKEYS (sizeof(config_keys) / sizeof(config_keys[0]))
 
 /* ---------------------------------------------------------------------- */
-/* Defaults (SPEC).                                                        */
+/* Defaults (docs/configuration.md).                                       */
 
 static void
 config_defaults(struct config *cfg)

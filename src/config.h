@@ -21,10 +21,11 @@
 #define CONFIG_ADDR_TEXT_MAX 64 /* "[v6]:port" as text */
 
 /*
- * SPEC defaults of the [resolver] keys that tune the DNS cache. They are
- * here, not in config.c, because dns_cache_config_default() gives the same
- * ones to callers without a config (dns_cache may include config.h; config
- * may not include dns_cache.h).
+ * Documented defaults (docs/configuration.md) of the [resolver] keys that
+ * tune the DNS cache. They are here, not in config.c, because
+ * dns_cache_config_default() gives the same ones to callers without a
+ * config (dns_cache may include config.h; config may not include
+ * dns_cache.h).
  */
 #define CONFIG_DEFAULT_MIN_TTL 1.0      /* seconds */
 #define CONFIG_DEFAULT_MAX_TTL 3600.0   /* seconds */

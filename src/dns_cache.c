@@ -18,7 +18,7 @@
 #define XXH_INLINE_ALL
 #include <xxhash.h>
 
-#include "config.h" /* CONFIG_DEFAULT_*: SPEC defaults live with the keys */
+#include "config.h" /* CONFIG_DEFAULT_*: defaults live with the keys */
 
 /* One table slot; e == NULL means empty. */
 struct dns_cache_slot {

@@ -19,8 +19,8 @@
  *
  *   RESOLVED: a usable answer (now < stale limit). now < expiry: HIT, else
  *     STALE. A background refresh may be in flight (`inflight`); its failure
- *     keeps the answer (SPEC: a failure never discards a usable answer) and
- *     only pushes the next attempt back (`retry_at`, backoff).
+ *     keeps the answer (docs/dns.md: a failure never discards a usable
+ *     answer) and only pushes the next attempt back (`retry_at`, backoff).
  *   FAILED: no usable answer and the last query failed: NEGATIVE until
  *     `neg_until` (backoff), then IDLE: the next lookup, or the timer for
  *     a pinned name, sends a new query.
@@ -229,7 +229,7 @@ struct dns_cache_entry {
     char name[];           /* NUL-terminated, as given */
 };
 
-/* SPEC defaults, those of the [resolver] keys (CONFIG_DEFAULT_* in
+/* The documented defaults, those of the [resolver] keys (CONFIG_DEFAULT_* in
  * config.h), for callers that have no struct config (benchmarks). */
 void dns_cache_config_default(struct dns_cache_config *cfg);
 

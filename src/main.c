@@ -1,8 +1,8 @@
 /*
  * main: command line, start order, signals, exit codes.
  *
- * Exit status (SPEC): 0 clean stop, 1 configuration error or bad option,
- * 2 runtime error at start (cannot bind, out of fds, ...).
+ * Exit status (docs/operations.md): 0 clean stop, 1 configuration error or
+ * bad option, 2 runtime error at start (cannot bind, out of fds, ...).
  */
 #include <errno.h>
 #include <ev.h>

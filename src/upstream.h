@@ -17,9 +17,9 @@
  * retry never picks a member that already failed it.
  *
  *   upstream_req_init ─► upstream_pick ─┬─ PICKED ─► connect / idle_take
- *        ▲                  ▲           │              │ failed: upstream_failed
- *        │ next request     └── woken ──┤ WAIT         │   └─► upstream_pick
- *        │ (keep-alive):                │              ▼
+ *        ▲                  ▲           │             │ failed: upstream_failed
+ *        │ next request     └── woken ──┤ WAIT        │   └─► upstream_pick
+ *        │ (keep-alive):                │             ▼
  *        └─ upstream_req_reset          └─ NONE,   served: upstream_release
  *                                          EXHAUSTED ─► 503 / 502 / close
  */

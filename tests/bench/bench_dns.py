@@ -12,7 +12,7 @@ address, so the machine's resolver configuration is never touched. The
 names (hNNNN.bench.test) are not in /etc/hosts: glibc reads the real file
 first ("files" before "dns" in nsswitch.conf), like any proxy on this host.
 
-Pinning as in /work/shared/notes/benchmarking.md: every measured program on
+Pinning as in tests/bench/README.md: every measured program on
 CPU 1, dnsmasq on CPU 0. Each round runs bench_dns_cache, bench_dns ferry
 and bench_dns glibc one after the other (interleaved); medians over rounds;
 ratios are taken within a round. Before a round the script waits (at most

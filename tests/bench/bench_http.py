@@ -15,7 +15,7 @@ For each it records req/s, p50/p99 latency (wrk --latency), the proxy's CPU
 microseconds per request (utime+stime from /proc/PID/stat over the
 measurement / requests) and the backend connections the proxy opened.
 
-Fair peers (see /work/shared/notes/benchmarking.md): HAProxy `mode http`,
+Fair peers (see tests/bench/README.md): HAProxy `mode http`,
 `http-reuse safe`, `nbthread 1`; nginx one process, `upstream { keepalive
 512; }`, `proxy_http_version 1.1`, `proxy_set_header Connection ""`. All
 three add X-Forwarded-For and X-Forwarded-Proto (ferry always does). The

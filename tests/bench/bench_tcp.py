@@ -15,7 +15,7 @@ the table compares ferry with it as well.
          connections/s, and the proxy's CPU microseconds per connection.
 
 Proxies run on CPU 1, load generators and backends on CPU 0 (see
-/work/shared/notes/benchmarking.md). Proxy CPU is utime+stime from
+tests/bench/README.md). Proxy CPU is utime+stime from
 /proc/PID/stat over the measurement. A measurement is flagged, and left out
 of the medians, when processes other than ours used noticeable CPU (from
 /proc/stat), when the hypervisor stole noticeable time, or when the load

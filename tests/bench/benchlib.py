@@ -4,7 +4,7 @@ Child process handling (every child dies with the script), CPU accounting
 from /proc (the proxy's utime+stime, other processes' CPU, steal), the
 nginx backends, starting a proxy after checking its config, and one
 measurement window with its noise flags. See tests/bench/README.md and
-/work/shared/notes/benchmarking.md.
+tests/bench/README.md.
 
 Debian's /usr/bin/python3, stdlib only.
 """

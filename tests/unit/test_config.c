@@ -1,5 +1,5 @@
 /*
- * Unit tests for config: the value parsers, the defaults of SPEC, every key,
+ * Unit tests for config: the value parsers, the documented defaults, every key,
  * and every error with its line number.
  *
  * Each test writes its configuration to a file of its own in a mkdtemp
@@ -406,8 +406,8 @@ test_parse_percentage(void **state)
 /*
  * BUG (config.c, config_parse_percentage): the value goes through strtod(),
  * so hexadecimal floats and exponents pass: "0x0.8" is read as 50% and
- * "5e-1%" as 0.5%. SPEC's forms are `20%` and `0.2` only. Fails until the
- * text is checked to be digits with at most one '.' (and an optional
+ * "5e-1%" as 0.5%. The documented forms are `20%` and `0.2` only. Fails
+ * until the text is checked to be digits with at most one '.' (and an optional
  * trailing '%') before it is converted.
  */
 static void
@@ -605,7 +605,7 @@ test_names(void **state)
 }
 
 /* ---------------------------------------------------------------------- */
-/* Defaults (SPEC) when nothing is set.                                    */
+/* Documented defaults when nothing is set.                               */
 
 static void
 test_defaults(void **state)
@@ -703,7 +703,7 @@ test_defaults(void **state)
     config_free(c);
 }
 
-/* SPEC: mode defaults to http. */
+/* mode defaults to http (docs/configuration.md). */
 static void
 test_default_mode(void **state)
 {

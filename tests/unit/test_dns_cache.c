@@ -122,7 +122,7 @@ test_config(void)
     return cfg;
 }
 
-/* The defaults for callers without a config are SPEC's [resolver] ones. */
+/* Callers without a config get the documented [resolver] defaults. */
 static void
 test_config_default(void **state)
 {

@@ -621,7 +621,7 @@ test_apply_mixed_families(void **state)
 }
 
 /* ---------------------------------------------------------------------- */
-/* net_addr_format / net_addr_equal                                                */
+/* net_addr_format / net_addr_equal                                        */
 
 static void
 test_addr_format(void **state)

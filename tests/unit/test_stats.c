@@ -1,6 +1,6 @@
 /*
  * test_stats: the three pages rendered from a hand-built runtime (no
- * sockets, no loop): every SPEC metric family, label values, counters,
+ * sockets, no loop): every documented metric family, label values, counters,
  * JSON shape, HTML escaping.
  */
 #include <arpa/inet.h>
