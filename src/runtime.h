@@ -59,8 +59,8 @@ struct runtime *runtime_create(struct ev_loop *loop, struct config *cfg,
 /*
  * Start-up before accepting (docs/operations.md): resolves every backend
  * name (bounded by resolver.startup_timeout; a name still unresolved keeps
- * retrying in the background), then waits for the first round of health checks (bounded by
- * the longest health_timeout), then calls ready_cb.
+ * retrying in the background), then waits for the first round of health
+ * checks (bounded by the longest health_timeout), then calls ready_cb.
  */
 void runtime_prepare(struct runtime *rt, void (*ready_cb)(struct runtime *));
 /* Starts accepting on every listener. */
@@ -72,8 +72,8 @@ void runtime_close_all(struct runtime *rt);
 void runtime_destroy(struct runtime *rt);
 /*
  * Takes cfg over atomically (docs/operations.md, reload): listeners on
- * unchanged addresses keep their sockets, open connections finish on the frontend
- * and backend they started with, members whose backend and address are
+ * unchanged addresses keep their sockets, open connections finish on the
+ * frontend and backend they started with, members whose backend and address are
  * unchanged keep health state and counters, and names keep their DNS
  * state. On failure (a new address cannot be bound, ENOMEM) nothing
  * changed, -1 is returned with a message in err, and cfg is not used.
