@@ -76,15 +76,6 @@ backend_member_removed(void *arg, struct member *m)
         health_member_detach(m);
 }
 
-/* health's connect hook: probes connect the way traffic does. */
-static int
-backend_probe_connect(void *arg, const struct member *m, int *fd)
-{
-    struct backend *be = arg;
-
-    return be->hooks.probe_connect(m, fd);
-}
-
 /* A growable array of addresses (control plane only). */
 struct addr_set {
     struct sockaddr_storage *a; /* addresses */
@@ -355,7 +346,7 @@ backend_create(struct ev_loop *loop, struct dns *dns, const struct config *cfg,
     struct health_hooks hooks = {
         .change = backend_health_change,
         .first_round = backend_first_round,
-        .probe_connect = backend_probe_connect,
+        .probe_connect = bh->probe_connect,
         .arg = be,
     };
 

@@ -481,9 +481,7 @@ health_member_cooldown_until(const struct member *m)
 static void
 notify_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
-    struct health_checker *c =
-        (struct health_checker *)((char *)w -
-                                  offsetof(struct health_checker, notify));
+    struct health_checker *c = container_of(w, struct health_checker, notify);
 
     (void)loop;
     (void)revents;
@@ -646,9 +644,7 @@ probe_connected(struct health_member *hm)
 static void
 io_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
-    struct health_member *hm =
-        (struct health_member *)((char *)w -
-                                 offsetof(struct health_member, io));
+    struct health_member *hm = container_of(w, struct health_member, io);
     int err = 0;
     socklen_t len = sizeof(err);
 
@@ -683,7 +679,7 @@ probe_start(struct health_member *hm)
     hm->step = STEP_CONNECTING;
     /* The timeout covers connect, request and status line together. */
     schedule(hm, PH_PROBE, c->params.timeout);
-    switch (c->hooks.probe_connect(c->hooks.arg, m, &hm->fd)) {
+    switch (c->hooks.probe_connect(m, &hm->fd)) {
     case 1:
         probe_connected(hm);
         return;
@@ -699,9 +695,7 @@ probe_start(struct health_member *hm)
 static void
 timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
-    struct health_member *hm =
-        (struct health_member *)((char *)w -
-                                 offsetof(struct health_member, timer));
+    struct health_member *hm = container_of(w, struct health_member, timer);
 
     (void)revents;
     switch (hm->phase) {

@@ -88,7 +88,7 @@ struct health_hooks {
      * checker has a loop: probes take the same path to a member as traffic
      * (upstream), so nothing here calls connect(2).
      */
-    int (*probe_connect)(void *arg, const struct member *m, int *fd);
+    int (*probe_connect)(const struct member *m, int *fd);
     /* Uniform in [0, 1); NULL uses an internal generator. */
     double (*rnd)(void *arg);
     void *arg; /* passed to every hook */

@@ -87,21 +87,13 @@ params(enum config_health kind, unsigned rise, unsigned fall)
     return p;
 }
 
-/* Probes connect through upstream, as in ferry. */
-static int
-probe_connect(void *arg, const struct member *m, int *fd)
-{
-    (void)arg;
-    return upstream_probe_connect(m, fd);
-}
-
 static struct health_hooks
 hooks(struct seen *s)
 {
     struct health_hooks h = {
         .change = on_change,
         .first_round = on_first_round,
-        .probe_connect = probe_connect,
+        .probe_connect = upstream_probe_connect, /* as in ferry */
         .rnd = fixed_rnd,
         .arg = s,
     };
