@@ -36,7 +36,6 @@ struct frontend {
     struct frontend_stats stats;       /* counters */
     const struct proxy_ops *proxy_ops; /* the mode serving it */
     void *proxy;                       /* that mode's instance */
-    void *owner;                       /* the runtime; NULL once dropped */
     unsigned refs;                     /* owner + connections */
     struct tls_ctx *tls;               /* TLS termination, NULL if none */
 };

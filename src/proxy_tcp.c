@@ -26,9 +26,6 @@
 #include "log.h"
 #include "net.h"
 
-#define SIDE_OF(w, field)                                                      \
-    ((struct conn_side *)((char *)(w)-offsetof(struct conn_side, field)))
-
 static void proxy_tcp_connect_next(struct conn *c);
 static void conn_arm_timer(struct conn *c, double after);
 
@@ -223,7 +220,7 @@ side_want_splice(struct conn_side *s)
 static void
 side_read_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
-    struct conn_side *s = SIDE_OF(w, rio);
+    struct conn_side *s = container_of(w, struct conn_side, rio);
     struct conn *c = conn_of_side(s);
 
     (void)revents;
@@ -258,7 +255,7 @@ side_read_cb(struct ev_loop *loop, ev_io *w, int revents)
 static void
 side_write_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
-    struct conn_side *to = SIDE_OF(w, wio);
+    struct conn_side *to = container_of(w, struct conn_side, wio);
     struct conn *c = conn_of_side(to);
 
     (void)loop;
@@ -270,7 +267,7 @@ side_write_cb(struct ev_loop *loop, ev_io *w, int revents)
 static void
 conn_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
-    struct conn *c = (struct conn *)((char *)w - offsetof(struct conn, timer));
+    struct conn *c = container_of(w, struct conn, timer);
     double now = ev_now(loop), next;
 
     (void)revents;
@@ -427,7 +424,7 @@ connect_failed(struct conn *c, int err)
 static void
 connect_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
-    struct conn_side *s = SIDE_OF(w, wio);
+    struct conn_side *s = container_of(w, struct conn_side, wio);
     struct conn *c = conn_of_side(s);
     int err = upstream_connect_error(s->fd);
 

@@ -22,13 +22,12 @@
 static void
 runtime_reaper_cb(struct ev_loop *loop, ev_check *w, int revents)
 {
-    struct runtime *rt = (struct runtime *)((char *)w -
-                                            offsetof(struct runtime, reaper));
+    struct runtime *rt = container_of(w, struct runtime, reaper);
     (void)loop;
     (void)revents;
+    /* Only runs once runtime_create succeeded: every proxy exists. */
     for (int i = 0; i < RUNTIME_MODES; i++)
-        if (rt->proxies[i] != NULL)
-            rt->proxy_ops[i]->reap(rt->proxies[i]);
+        rt->proxy_ops[i]->reap(rt->proxies[i]);
 }
 
 static void
@@ -57,8 +56,7 @@ runtime_resume_accept(struct runtime *rt)
 static void
 runtime_accept_retry_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
-    struct runtime *rt = (struct runtime *)((char *)w - offsetof(struct runtime,
-                                                                 accept_retry));
+    struct runtime *rt = container_of(w, struct runtime, accept_retry);
     (void)loop;
     (void)revents;
     if (rt->active_conns < rt->cfg->max_connections)
@@ -124,7 +122,6 @@ frontend_drop(struct runtime *rt, struct frontend *fe)
         if (fe->listeners[j] != NULL)
             listener_destroy(rt->loop, fe->listeners[j]);
     fe->nlisteners = 0;
-    fe->owner = NULL;
     frontend_unref(fe);
 }
 
@@ -157,7 +154,6 @@ runtime_frontend_create(struct runtime *rt, const struct config_frontend *cf,
 
     if (fe == NULL)
         return NULL;
-    fe->owner = rt;
     fe->proxy_ops = rt->proxy_ops[cf->mode];
     fe->proxy = rt->proxies[cf->mode];
     return fe;
@@ -620,7 +616,6 @@ runtime_reload(struct runtime *rt, struct config *cfg, char *err, size_t errlen)
 
 fail:
     for (size_t i = 0; i < nfes; i++) {
-        fes[i]->owner = NULL;
         frontend_unref(fes[i]);
     }
     for (size_t i = 0; i < nbes; i++)

@@ -20,6 +20,8 @@
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 
+#include "net.h"
+
 /* The one protocol ferry speaks to clients, in ALPN wire format. */
 static const unsigned char tls_alpn[] = "\x08http/1.1";
 
@@ -428,14 +430,8 @@ tls_io_close(struct tls_io *io, bool reset)
         SSL_free(io->ssl);
         io->ssl = NULL;
     }
-    if (io->fd >= 0) {
-        if (reset) {
-            struct linger lg = {.l_onoff = 1, .l_linger = 0};
-            setsockopt(io->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
-        }
-        close(io->fd);
-        io->fd = -1;
-    }
+    net_close(io->fd, reset);
+    io->fd = -1;
 }
 
 const char *
