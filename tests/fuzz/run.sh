@@ -64,6 +64,7 @@ for t in $targets; do
         # driver's guard (see fuzz_config.c).
         name=fuzz_config
         set -- "$here/$name.c" "$top/src/config.c" "$top/src/tls.c" \
+            "$top/src/net.c" \
             -D_GNU_SOURCE -Wno-unused-parameter \
             -Wl,--wrap=tls_check_pair -linih -lssl -lcrypto
         dict=$here/config.dict
