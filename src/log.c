@@ -73,18 +73,26 @@ log_msg(enum config_log_level level, const char *fmt, ...)
     va_end(ap);
 }
 
+/* A limiter may be shared by every worker (one warning for the process). */
+static pthread_mutex_t log_limit_mutex = PTHREAD_MUTEX_INITIALIZER;
+
 bool
 log_limit_pass(struct log_limit *l, double now, unsigned *held)
 {
+    bool pass = false;
+
+    pthread_mutex_lock(&log_limit_mutex);
     if (l->started && now < l->next) {
         l->held++;
-        return false;
+    } else {
+        *held = l->held;
+        l->held = 0;
+        l->started = true;
+        l->next = now + LOG_LIMIT_INTERVAL;
+        pass = true;
     }
-    *held = l->held;
-    l->held = 0;
-    l->started = true;
-    l->next = now + LOG_LIMIT_INTERVAL;
-    return true;
+    pthread_mutex_unlock(&log_limit_mutex);
+    return pass;
 }
 
 void

@@ -111,7 +111,7 @@ runtime_reserve(void *arg)
     do {
         if (n >= max) {
             /* Under sustained load this repeats at every accept. */
-            log_limited(&rw->maxconn_log, ev_now(rw->w.loop), LOG_LEVEL_WARN,
+            log_limited(&rt->maxconn_log, ev_now(rw->w.loop), LOG_LEVEL_WARN,
                         "max_connections (%u) reached; accepting paused", max);
             runtime_pause_accept(rw);
             if (!__atomic_exchange_n(&rw->maxconn_wait, true, __ATOMIC_SEQ_CST))
@@ -221,7 +221,7 @@ runtime_worker_init(struct runtime *rt, struct runtime_worker *rw, unsigned id)
         .reserve = runtime_reserve,
         .unreserve = runtime_unreserve,
         .exhausted = runtime_accept_exhausted,
-        .log = &rw->accept_log,
+        .log = &rt->accept_log,
         .arg = rw,
     };
     for (int i = 0; i < RUNTIME_MODES; i++) {

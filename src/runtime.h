@@ -45,8 +45,6 @@ struct runtime_worker {
     ev_async resume;                    /* a slot freed up elsewhere */
     bool accept_paused;                 /* listeners stopped */
     bool maxconn_wait;                  /* paused at max_connections (atomic) */
-    struct log_limit accept_log;        /* accept failures (EMFILE...) */
-    struct log_limit maxconn_log;       /* max_connections reached */
     unsigned conns; /* client connections open (atomic; worker gauge) */
 };
 
@@ -70,6 +68,8 @@ struct runtime {
     unsigned max_conns;             /* max_connections in force (atomic) */
     unsigned npaused;               /* workers waiting for a slot (atomic) */
     bool stopping;                  /* graceful stop in progress (atomic) */
+    struct log_limit accept_log;  /* accept failures (EMFILE...): all workers */
+    struct log_limit maxconn_log; /* max_connections reached: all workers */
     const struct proxy_ops *proxy_ops[RUNTIME_MODES]; /* by config mode */
     struct runtime_carry *carry;          /* reload: idle connections */
     size_t ncarry, carry_cap;             /* entries, room in carry */
