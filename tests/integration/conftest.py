@@ -8,6 +8,9 @@ Environment:
   FERRY_TEST_WORKERS=N       every configuration ferry is started or
                              reloaded with gets `workers = N` in [global],
                              unless the test sets `workers` itself
+  FERRY_TEST_TIMEOUT_FACTOR  multiplies every deadline of the harness (and
+                             those tests take from scaled()), for slow
+                             builds such as ThreadSanitizer (default 1)
 """
 import os
 import re
@@ -36,8 +39,19 @@ def ferry_bin():
     return path
 
 
+TIMEOUT_FACTOR = float(os.environ.get("FERRY_TEST_TIMEOUT_FACTOR") or 1)
+
+
+def scaled(seconds):
+    """A deadline (or an upper bound on how long something may take)
+    stretched for slow builds: FERRY_TEST_TIMEOUT_FACTOR times seconds."""
+    return seconds * TIMEOUT_FACTOR
+
+
 def wait_for(cond, timeout=5.0, interval=0.01, what="condition"):
-    """Polls cond() until it returns a true value or the deadline passes."""
+    """Polls cond() until it returns a true value or the deadline passes
+    (timeout is scaled by FERRY_TEST_TIMEOUT_FACTOR)."""
+    timeout = scaled(timeout)
     deadline = time.monotonic() + timeout
     while True:
         value = cond()
@@ -107,7 +121,7 @@ class Proc:
         if self.p.poll() is None:
             self.p.send_signal(sig)
             try:
-                self.p.wait(timeout)
+                self.p.wait(scaled(timeout))
             except subprocess.TimeoutExpired:
                 self.p.kill()
                 self.p.wait(5)
@@ -138,7 +152,8 @@ class Backend(Proc):
 
 
 SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer",
-                   "runtime error:")
+                   "runtime error:", "WARNING: ThreadSanitizer",
+                   "FATAL: ThreadSanitizer", "ThreadSanitizer: CHECK failed")
 
 WORKERS_KEY = re.compile(r"^[ \t]*workers[ \t]*=", re.M)
 GLOBAL_HEADER = re.compile(r"^[ \t]*\[global\][ \t]*$", re.M)
@@ -256,7 +271,7 @@ def ferry(tmp, procs):
 
 def run_ferry(*args, timeout=10):
     return subprocess.run([ferry_bin(), *args], capture_output=True,
-                          text=True, timeout=timeout)
+                          text=True, timeout=scaled(timeout))
 
 
 raise_nofile()
