@@ -159,6 +159,12 @@ WORKERS_KEY = re.compile(r"^[ \t]*workers[ \t]*=", re.M)
 GLOBAL_HEADER = re.compile(r"^[ \t]*\[global\][ \t]*$", re.M)
 
 
+def harness_workers():
+    """The worker count FERRY_TEST_WORKERS gives ferry (1 when unset):
+    for the few tests whose bounds depend on it."""
+    return int(os.environ.get("FERRY_TEST_WORKERS") or 1)
+
+
 def with_workers(text):
     """The configuration text ferry is given: with FERRY_TEST_WORKERS=N
     set, `workers = N` is added to [global] (the section is added when
