@@ -475,6 +475,9 @@ def test_max_connections_is_global(backends, ferry):
         assert len(cl.served) == 30
         # 30 connections over 4 workers: more than one took some.
         assert len(seen_workers) >= 2, seen_workers
+        # One limit, one warning: as with one worker (test_tcp's
+        # test_max_connections_pauses_accept), not one per worker.
+        assert f.output().count(f"max_connections ({limit}) reached") <= 2
     finally:
         cl.close()
 
