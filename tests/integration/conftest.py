@@ -2,8 +2,18 @@
 
 Everything listens on 127.0.0.1 (or ::1) on ports the kernel picks, and
 every wait is a poll on a condition with a deadline, never a bare sleep.
+
+Environment:
+  FERRY_BIN                  the binary under test (default build/ferry)
+  FERRY_TEST_WORKERS=N       every configuration ferry is started or
+                             reloaded with gets `workers = N` in [global],
+                             unless the test sets `workers` itself
+  FERRY_TEST_TIMEOUT_FACTOR  multiplies every deadline of the harness (and
+                             those tests take from scaled()), for slow
+                             builds such as ThreadSanitizer (default 1)
 """
 import os
+import re
 import resource
 import signal
 import socket
@@ -29,8 +39,19 @@ def ferry_bin():
     return path
 
 
+TIMEOUT_FACTOR = float(os.environ.get("FERRY_TEST_TIMEOUT_FACTOR") or 1)
+
+
+def scaled(seconds):
+    """A deadline (or an upper bound on how long something may take)
+    stretched for slow builds: FERRY_TEST_TIMEOUT_FACTOR times seconds."""
+    return seconds * TIMEOUT_FACTOR
+
+
 def wait_for(cond, timeout=5.0, interval=0.01, what="condition"):
-    """Polls cond() until it returns a true value or the deadline passes."""
+    """Polls cond() until it returns a true value or the deadline passes
+    (timeout is scaled by FERRY_TEST_TIMEOUT_FACTOR)."""
+    timeout = scaled(timeout)
     deadline = time.monotonic() + timeout
     while True:
         value = cond()
@@ -100,7 +121,7 @@ class Proc:
         if self.p.poll() is None:
             self.p.send_signal(sig)
             try:
-                self.p.wait(timeout)
+                self.p.wait(scaled(timeout))
             except subprocess.TimeoutExpired:
                 self.p.kill()
                 self.p.wait(5)
@@ -131,7 +152,31 @@ class Backend(Proc):
 
 
 SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer",
-                   "runtime error:")
+                   "runtime error:", "WARNING: ThreadSanitizer",
+                   "FATAL: ThreadSanitizer", "ThreadSanitizer: CHECK failed")
+
+WORKERS_KEY = re.compile(r"^[ \t]*workers[ \t]*=", re.M)
+GLOBAL_HEADER = re.compile(r"^[ \t]*\[global\][ \t]*$", re.M)
+
+
+def harness_workers():
+    """The worker count FERRY_TEST_WORKERS gives ferry (1 when unset):
+    for the few tests whose bounds depend on it."""
+    return int(os.environ.get("FERRY_TEST_WORKERS") or 1)
+
+
+def with_workers(text):
+    """The configuration text ferry is given: with FERRY_TEST_WORKERS=N
+    set, `workers = N` is added to [global] (the section is added when
+    there is none). A text that sets workers itself keeps its value, so
+    tests of the workers key mean what they say."""
+    n = os.environ.get("FERRY_TEST_WORKERS")
+    if not n or WORKERS_KEY.search(text):
+        return text
+    m = GLOBAL_HEADER.search(text)
+    if m is None:
+        return f"[global]\nworkers = {n}\n\n" + text
+    return text[:m.end()] + f"\nworkers = {n}" + text[m.end():]
 
 
 def sanitized():
@@ -142,15 +187,17 @@ def sanitized():
 
 class Ferry(Proc):
     def __init__(self, tmp, conf_text, name="ferry", wait_ports=(),
-                 nofile=4096, env=None):
+                 nofile=4096, env=None, cpus=None):
         self.conf = os.path.join(tmp, f"{name}.conf")
-        with open(self.conf, "w") as f:
-            f.write(conf_text)
+        self.write_conf(conf_text)
 
         def preexec():
             soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
             resource.setrlimit(resource.RLIMIT_NOFILE,
                                (min(nofile, hard), hard))
+            if cpus is not None:
+                # As `taskset -c CPUS ferry ...` would.
+                os.sched_setaffinity(0, cpus)
 
         super().__init__([ferry_bin(), "-c", self.conf],
                          os.path.join(tmp, f"{name}.log"), preexec, env)
@@ -160,6 +207,12 @@ class Ferry(Proc):
             wait_for(lambda: not self.alive() or " started (" in self.output(),
                      10, what="ferry to start")
             assert self.alive(), self.output()
+
+    def write_conf(self, text):
+        """Replaces the configuration file (for a reload): the text goes
+        through with_workers() like the one ferry started with."""
+        with open(self.conf, "w") as f:
+            f.write(with_workers(text))
 
     def sanitizer_report(self):
         out = self.output()
@@ -214,8 +267,9 @@ def backends(tmp, procs):
 
 @pytest.fixture
 def ferry(tmp, procs):
-    def make(conf_text, wait_ports=(), name="ferry", nofile=4096, env=None):
-        f = Ferry(tmp, conf_text, name, wait_ports, nofile, env)
+    def make(conf_text, wait_ports=(), name="ferry", nofile=4096, env=None,
+             cpus=None):
+        f = Ferry(tmp, conf_text, name, wait_ports, nofile, env, cpus)
         procs.append(f)
         return f
     return make
@@ -223,7 +277,7 @@ def ferry(tmp, procs):
 
 def run_ferry(*args, timeout=10):
     return subprocess.run([ferry_bin(), *args], capture_output=True,
-                          text=True, timeout=timeout)
+                          text=True, timeout=scaled(timeout))
 
 
 raise_nofile()

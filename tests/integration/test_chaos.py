@@ -446,8 +446,7 @@ timeout_server = 1s
         flip = False
         while not stop.wait(0.5):
             flip = not flip
-            with open(f.conf, "w") as fh:
-                fh.write(conf(flip))
+            f.write_conf(conf(flip))
             f.p.send_signal(signal.SIGHUP)
             churns[1] += 1
 

@@ -167,8 +167,7 @@ def test_new_member_gets_traffic_after_first_pass(backends, ferry):
     port = free_port()
     be = "health_check = tcp\nhealth_interval = 10s\nrise = 3"
     f = ferry(tcp_conf(port, [bs[0].addr], be=be), [port])
-    with open(f.conf, "w") as fh:
-        fh.write(tcp_conf(port, [b.addr for b in bs], be=be))
+    f.write_conf(tcp_conf(port, [b.addr for b in bs], be=be))
     t0 = time.monotonic()
     f.p.send_signal(signal.SIGHUP)
     # Checked at once (not after the 10 s interval), up after one pass

@@ -9,7 +9,7 @@ import struct
 import threading
 import time
 
-from conftest import free_port, run_ferry
+from conftest import free_port, harness_workers, run_ferry
 
 
 def http_conf(port, servers, fe="", be="", glob=""):
@@ -181,8 +181,9 @@ def test_keepalive_reuse_both_sides(backends, ferry):
     st = [backend_stats(b) for b in bs]
     assert [s["requests"] for s in st] == [100, 100]
     # Sequential requests need one member connection each (a second one
-    # only if a close raced a reuse).
-    assert all(s["connections"] <= 2 for s in st), st
+    # only if a close raced a reuse). Each worker keeps its own idle
+    # member connections, so with several workers each may open one.
+    assert all(s["connections"] <= 1 + harness_workers() for s in st), st
 
 
 def test_forwarded_headers(backends, ferry):

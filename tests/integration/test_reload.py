@@ -13,8 +13,7 @@ from test_tcp import banner, connect, read_line, tcp_conf
 
 def reload(f, text=None, expect="reload done"):
     if text is not None:
-        with open(f.conf, "w") as fh:
-            fh.write(text)
+        f.write_conf(text)
     before = f.output().count(expect)
     f.p.send_signal(signal.SIGHUP)
     wait_for(lambda: f.output().count(expect) > before, 5,

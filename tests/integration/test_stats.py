@@ -181,8 +181,7 @@ def test_stats_address_change_on_reload(backends, ferry):
     port, s1, s2 = free_port(), free_port(), free_port()
     f = ferry(tcp_conf(port, [bs[0].addr], stats=f"127.0.0.1:{s1}"), [port])
     assert get(s1, "/metrics")[0] == 200
-    with open(f.conf, "w") as fh:
-        fh.write(tcp_conf(port, [bs[0].addr], stats=f"127.0.0.1:{s2}"))
+    f.write_conf(tcp_conf(port, [bs[0].addr], stats=f"127.0.0.1:{s2}"))
     f.p.send_signal(signal.SIGHUP)
     f.wait_log("reload done")
     assert get(s2, "/metrics")[0] == 200

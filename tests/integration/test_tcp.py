@@ -11,7 +11,7 @@ import time
 import pytest
 
 from conftest import (can_connect, free_port, recv_to_eof, run_ferry,
-                      wait_for)
+                      wait_for, with_workers)
 
 
 def tcp_conf(port, servers, fe="", be="", glob="", listen=None,
@@ -456,7 +456,7 @@ def test_bind_failure_exits_2(backends, tmp):
         port = busy.getsockname()[1]
         conf = os.path.join(tmp, "c.conf")
         with open(conf, "w") as fh:
-            fh.write(tcp_conf(port, [bs[0].addr]))
+            fh.write(with_workers(tcp_conf(port, [bs[0].addr])))
         r = run_ferry("-c", conf)
         assert r.returncode == 2
         assert "cannot listen on 127.0.0.1:%d" % port in r.stderr
