@@ -36,10 +36,11 @@ import sys
 import urllib.request
 
 from benchlib import (BODY, FERRY_BASE, BenchBase, BenchError, Children,
-                      CPU_LOAD, CPU_PROXY, add_common_args, check_cpus,
-                      check_tools, clean, ferry_binary, ferry_tools, finish,
-                      fmt_ratio, http_get, log, max_conns, parse_wrk,
-                      proxy_names, run_rounds, setup_process)
+                      add_common_args, check_cpus, check_tools, clean,
+                      cpus_note, ferry_binary, ferry_tools, finish,
+                      finish_common_args, fmt_ratio, http_get, log,
+                      max_conns, parse_wrk, proxy_names, run_rounds,
+                      setup_process)
 
 PEERS = ("haproxy", "nginx")
 SCHEMES = ("http", "https")
@@ -199,7 +200,7 @@ class Bench(BenchBase):
              "-keyout", self.key, "-out", self.crt, "-days", "2",
              "-subj", "/CN=127.0.0.1",
              "-addext", "subjectAltName=IP:127.0.0.1"],
-            CPU_LOAD, "openssl", timeout=30)
+            self.args.load_cpus, "openssl", timeout=30)
         if rc != 0:
             raise BenchError("openssl req failed: %s" % out.strip())
         with open(self.pem, "w") as f:  # HAProxy: cert and key in one file
@@ -299,9 +300,11 @@ class Bench(BenchBase):
         return res
 
     def run_wrk(self, url, conns, seconds):
-        argv = [self.args.wrk, "-t1", "-c%d" % conns, "-d%ds" % seconds,
+        argv = [self.args.wrk, "-t%d" % self.args.wrk_threads,
+                "-c%d" % conns, "-d%ds" % seconds,
                 "--timeout", "2s", "--latency", url]
-        rc, out = self.kids.run(argv, CPU_LOAD, "wrk", timeout=seconds + 30)
+        rc, out = self.kids.run(argv, self.args.load_cpus, "wrk",
+                                timeout=seconds + 30)
         w = parse_wrk(out)
         if rc != 0 or w is None:
             raise BenchError("wrk failed (rc %d): %s" % (rc, out.strip()))
@@ -373,13 +376,12 @@ def summarize(results, cases, names):
 RATIO_LABEL = {FERRY_BASE: "f/base", "haproxy": "f/hap", "nginx": "f/nginx"}
 
 
-def print_table(rows, names):
+def print_table(rows, names, args):
     peers = names[1:]
     print()
     print("%s, HTTP/1.1 keep-alive, 64-byte body, medians of clean rounds"
           % " vs ".join({"haproxy": "HAProxy"}.get(n, n) for n in names))
-    print("(proxies pinned to CPU %d; wrk -t1 and the three nginx backends "
-          "on CPU %d)" % (CPU_PROXY, CPU_LOAD))
+    print("(%s)" % cpus_note(args))
     hdr = "%-30s " % "metric" + " ".join("%10s" % n for n in names) + \
         "".join(" %9s %8s" % (RATIO_LABEL[o], "paired") for o in peers)
     print(hdr)
@@ -447,6 +449,7 @@ def parse_args(argv):
     ap.add_argument("--quick", action="store_true",
                     help="smoke run for CI: 1 round, 1 s per measurement")
     args = ap.parse_args(argv)
+    finish_common_args(ap, args)
     try:
         args.conns = [int(x) for x in args.connections.split(",")]
     except ValueError:
@@ -461,6 +464,9 @@ def parse_args(argv):
         args.quiet_wait = min(args.quiet_wait, 2)
     if args.rounds < 1 or args.seconds < 1 or min(args.conns) < 1:
         ap.error("counts must be positive")
+    if min(args.conns) < args.wrk_threads:
+        ap.error("--connections: at least one per wrk thread (%d)"
+                 % args.wrk_threads)
     return args
 
 
@@ -470,10 +476,11 @@ def main(argv):
     kids = Children()
     bench = Bench(args, kids)
     try:
-        check_cpus()
+        check_cpus(args)
         check_tools(ferry_tools(args) + (args.haproxy, args.nginx, args.wrk,
                                          args.openssl))
-        os.sched_setaffinity(0, {CPU_LOAD})  # keep the script off CPU 1
+        # Keep the script off the proxies' CPUs (unless they share).
+        os.sched_setaffinity(0, args.load_cpus)
         bench.make_dir()
         bench.make_cert()
         bench.start_backends()
@@ -491,7 +498,8 @@ def main(argv):
             args.rounds, args.quick, bench.names, cases,
             lambda name, case: bench.measure(name, case[0], case[1],
                                              args.seconds), fmt_line)
-        print_table(summarize(results, cases, bench.names), bench.names)
+        print_table(summarize(results, cases, bench.names), bench.names,
+                    args)
         return 0
     except BenchError as e:
         log("bench_http: error: %s" % e)

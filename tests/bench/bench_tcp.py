@@ -31,10 +31,11 @@ import statistics
 import sys
 
 from benchlib import (BODY, FERRY_BASE, BenchBase, BenchError, Children,
-                      CPU_LOAD, CPU_PROXY, add_common_args, check_cpus,
-                      check_tools, clean, ferry_binary, ferry_tools, finish,
-                      fmt_ratio, http_get, log, max_conns, parse_wrk,
-                      proxy_names, run_rounds, setup_process)
+                      add_common_args, check_cpus, check_tools, clean,
+                      cpus_note, ferry_binary, ferry_tools, finish,
+                      finish_common_args, fmt_ratio, http_get, log,
+                      max_conns, parse_wrk, proxy_names, run_rounds,
+                      setup_process)
 
 # --------------------------------------------------------------------------
 # Configurations.
@@ -168,7 +169,8 @@ class Bench(BenchBase):
                 "-w", "%{http_code} %{size_download} %{time_total}\\n"]
         for _ in range(n):
             argv += ["-o", "/dev/null", url]
-        rc, out = self.kids.run(argv, CPU_LOAD, "curl", timeout=150)
+        rc, out = self.kids.run(argv, self.args.load_cpus, "curl",
+                                timeout=150)
         flags = []
         total = 0
         secs = 0.0
@@ -184,11 +186,12 @@ class Bench(BenchBase):
         return dict(bytes=total, secs=secs, flags=flags)
 
     def run_conn(self, port):
-        argv = [self.args.wrk, "-t1", "-c%d" % self.args.connections,
+        argv = [self.args.wrk, "-t%d" % self.args.wrk_threads,
+                "-c%d" % self.args.connections,
                 "-d%ds" % self.args.conn_seconds, "--timeout", "2s",
                 "-H", "Connection: close",
                 "http://127.0.0.1:%d/" % port]
-        rc, out = self.kids.run(argv, CPU_LOAD, "wrk",
+        rc, out = self.kids.run(argv, self.args.load_cpus, "wrk",
                                 timeout=self.args.conn_seconds + 30)
         w = parse_wrk(out)
         if rc != 0 or w is None:
@@ -264,9 +267,9 @@ def print_table(rows, args, names):
                           % args.connections}
     peers = names[1:]
     print()
-    print("%s, mode tcp, medians of clean rounds (proxy pinned to CPU %d)"
-          % (" vs ".join({"haproxy": "HAProxy"}.get(n, n) for n in names),
-             CPU_PROXY))
+    print("%s, mode tcp, medians of clean rounds"
+          % " vs ".join({"haproxy": "HAProxy"}.get(n, n) for n in names))
+    print("(%s)" % cpus_note(args, "curl, wrk -t%d" % args.wrk_threads))
     hdr = "%-50s " % "metric" + " ".join("%12s" % n for n in names) + \
         "".join(" %10s %8s" % (RATIO_LABEL[o], "paired") for o in peers)
     print(hdr)
@@ -337,6 +340,7 @@ def parse_args(argv):
     ap.add_argument("--quick", action="store_true",
                     help="smoke run for CI: 1 round, ~1 s per measurement")
     args = ap.parse_args(argv)
+    finish_common_args(ap, args)
     if args.quick:
         args.rounds = 1
         args.conn_seconds = 1
@@ -346,11 +350,14 @@ def parse_args(argv):
     if args.rounds < 1 or args.big_mib < 1 or args.bulk_transfers < 1 or \
             args.conn_seconds < 1 or args.connections < 1:
         ap.error("counts must be positive")
+    if args.connections < args.wrk_threads:
+        ap.error("--connections: at least one per wrk thread (%d)"
+                 % args.wrk_threads)
     return args
 
 
 def check_machine(args):
-    check_cpus()
+    check_cpus(args)
     check_tools(ferry_tools(args) + (args.haproxy, args.nginx, args.wrk,
                                      args.curl))
 
@@ -362,7 +369,8 @@ def main(argv):
     bench = Bench(args, kids)
     try:
         check_machine(args)
-        os.sched_setaffinity(0, {CPU_LOAD})  # keep the script off CPU 1
+        # Keep the script off the proxies' CPUs (unless they share).
+        os.sched_setaffinity(0, args.load_cpus)
         bench.make_dir()
         bench.make_big()
         bench.start_backends()

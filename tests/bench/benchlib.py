@@ -23,8 +23,10 @@ import time
 import urllib.request
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-CPU_LOAD = 0  # load generators, backends and this script
-CPU_PROXY = 1  # the proxy under test
+# --cpus PROXY/LOAD: the proxies under test on PROXY, the load generators,
+# backends and this script on LOAD. On a 2-core machine the proxy gets a
+# core of its own (see tests/bench/README.md).
+DEFAULT_CPUS = "1/0"
 BODY = b"ferry-bench-64-byte-body-" + b"x" * 38 + b"\n"
 assert len(BODY) == 64
 
@@ -53,11 +55,14 @@ class Children:
     def __init__(self):
         self.procs = []
 
-    def start(self, argv, cpu, name, out=None):
+    def start(self, argv, cpus, name, out=None):
+        """Starts argv pinned to the CPU set cpus (like taskset -c)."""
+        cpus = set(cpus)
+
         def pre():
             # Die with the script even if it is SIGKILLed.
             _libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-            os.sched_setaffinity(0, {cpu})
+            os.sched_setaffinity(0, cpus)
 
         p = subprocess.Popen(
             argv,
@@ -71,9 +76,9 @@ class Children:
         self.procs.append(p)
         return p
 
-    def run(self, argv, cpu, name, timeout):
+    def run(self, argv, cpus, name, timeout):
         """Runs argv to completion (bounded) and returns its stdout text."""
-        p = self.start(argv, cpu, name, out=subprocess.PIPE)
+        p = self.start(argv, cpus, name, out=subprocess.PIPE)
         try:
             out, _ = p.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -335,7 +340,7 @@ class BenchBase:
                 err = os.path.join(self.dir, "nginx%d.log" % i)
                 p = self.kids.start(
                     [self.args.nginx, "-p", self.dir, "-c", path, "-e", err],
-                    CPU_LOAD, "nginx%d" % i)
+                    self.args.load_cpus, "nginx%d" % i)
                 try:
                     wait_port(port, p, "nginx%d" % i)
                     break
@@ -362,13 +367,14 @@ class BenchBase:
             conf = conf_text(plist[0] if ports == 1 else plist)
             with open(path, "w") as f:
                 f.write(conf)
-            rc, out = self.kids.run(check_argv_for(path), CPU_PROXY,
+            rc, out = self.kids.run(check_argv_for(path), self.args.proxy_cpus,
                                     name + " -check", timeout=10)
             if rc != 0:
                 raise BenchError("%s rejects its config %s:\n%s"
                                  % (name, path, out))
             logf = open(os.path.join(self.dir, "%s.log" % name), "wb")
-            p = self.kids.start(argv_for(path), CPU_PROXY, name, out=logf)
+            p = self.kids.start(argv_for(path), self.args.proxy_cpus, name,
+                                out=logf)
             logf.close()
             try:
                 for port in plist:
@@ -483,11 +489,60 @@ def setup_process():
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
-def check_cpus():
+def parse_cpu_list(text):
+    """The CPU set of a list such as "1", "0-1" or "0,2-3" (taskset -c)."""
+    cpus = set()
+    for part in text.split(","):
+        lo, sep, hi = part.partition("-")
+        lo = int(lo)
+        hi = int(hi) if sep else lo
+        if lo < 0 or hi < lo:
+            raise ValueError(part)
+        cpus.update(range(lo, hi + 1))
+    return frozenset(cpus)
+
+
+def parse_cpus(spec):
+    """(proxy CPUs, load CPUs) of --cpus PROXY/LOAD."""
+    proxy, sep, load = spec.partition("/")
+    if not sep:
+        raise ValueError(spec)
+    return parse_cpu_list(proxy), parse_cpu_list(load)
+
+
+def fmt_cpus(cpus):
+    """"0-1", "3", "0,2-3": a CPU set as taskset -c would take it."""
+    out = []
+    for c in sorted(cpus):
+        if out and out[-1][1] == c - 1:
+            out[-1][1] = c
+        else:
+            out.append([c, c])
+    return ",".join("%d" % a if a == b else "%d-%d" % (a, b) for a, b in out)
+
+
+def cpus_note(args, load=None):
+    """Where the proxies and the load ran, for the table's header; load
+    names the load generators (default wrk -tN)."""
+    load = load or "wrk -t%d" % args.wrk_threads
+    p, l = fmt_cpus(args.proxy_cpus), fmt_cpus(args.load_cpus)
+    if args.proxy_cpus == args.load_cpus:
+        return "proxies, %s and the three nginx backends share CPU%s %s" \
+            % (load, "s" if len(args.proxy_cpus) > 1 else "", p)
+    return "proxies pinned to CPU%s %s; %s and the three nginx backends " \
+           "on CPU%s %s" % ("s" if len(args.proxy_cpus) > 1 else "", p, load,
+                            "s" if len(args.load_cpus) > 1 else "", l)
+
+
+def check_cpus(args):
     cpus = os.sched_getaffinity(0)
-    if not {CPU_LOAD, CPU_PROXY} <= cpus:
-        raise BenchError("need CPUs %d and %d, have %s"
-                         % (CPU_LOAD, CPU_PROXY, sorted(cpus)))
+    want = args.proxy_cpus | args.load_cpus
+    if not want <= cpus:
+        raise BenchError("--cpus %s: need CPUs %s, have %s"
+                         % (args.cpus, fmt_cpus(want), fmt_cpus(cpus)))
+    log("proxies on CPUs %s, load generators and backends on CPUs %s%s"
+        % (fmt_cpus(args.proxy_cpus), fmt_cpus(args.load_cpus),
+           " (shared)" if args.proxy_cpus & args.load_cpus else ""))
 
 
 def check_tools(tools):
@@ -529,6 +584,28 @@ def add_common_args(ap, quiet_wait):
                          "0: do not wait)" % quiet_wait)
     ap.add_argument("--keep", action="store_true",
                     help="keep the temp dir (configs, logs)")
+    ap.add_argument("--cpus", default=DEFAULT_CPUS, metavar="PROXY/LOAD",
+                    help="CPU lists (as for taskset -c) for the proxies "
+                         "under test and for the load generators, backends "
+                         "and this script, e.g. 1/0, 0-1/0-1, 0-3/4-7 "
+                         "(default %s: each proxy has CPU 1 to itself)"
+                         % DEFAULT_CPUS)
+    ap.add_argument("--wrk-threads", type=int, metavar="N",
+                    help="wrk -tN (default: one thread per load CPU)")
+
+
+def finish_common_args(ap, args):
+    """Checks and converts the options of add_common_args(): args gets
+    proxy_cpus and load_cpus (sets) and wrk_threads."""
+    try:
+        args.proxy_cpus, args.load_cpus = parse_cpus(args.cpus)
+    except ValueError:
+        ap.error("--cpus: PROXY/LOAD, each a CPU list such as 1, 0-1 or "
+                 "0,2-3")
+    if args.wrk_threads is None:
+        args.wrk_threads = len(args.load_cpus)
+    if args.wrk_threads < 1:
+        ap.error("--wrk-threads must be positive")
 
 
 def proxy_names(args, peers):
