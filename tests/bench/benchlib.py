@@ -151,25 +151,16 @@ def http_get(port, path, timeout=5.0):
         return r.status, r.read()
 
 
-def proc_cpu(pid):
-    """utime+stime of pid in seconds (from /proc/PID/stat)."""
-    with open("/proc/%d/stat" % pid) as f:
-        data = f.read()
-    fields = data[data.rindex(")") + 2:].split()
-    # fields[0] is field 3 (state); utime is field 14, stime field 15.
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+def proc_table():
+    """{pid: (ppid, starttime, comm, cpu, cpu_all)} of every process.
 
-
-def others_cpu(exclude):
-    """{pid: (starttime, cpu seconds)} of every process not in exclude.
-
-    cpu is utime+stime+cutime+cstime, so short-lived processes (compilers)
-    that a live parent reaped during the window count too. ksoftirqd is
-    left out: it mostly carries our own loopback traffic.
+    cpu is utime+stime in seconds (all threads); cpu_all adds cutime and
+    cstime, so that short-lived processes (compilers) that a live parent
+    reaped during a window count too.
     """
     out = {}
     for name in os.listdir("/proc"):
-        if not name.isdigit() or int(name) in exclude:
+        if not name.isdigit():
             continue
         try:
             with open("/proc/%s/stat" % name) as f:
@@ -177,13 +168,38 @@ def others_cpu(exclude):
         except OSError:
             continue  # exited meanwhile
         comm = data[data.index("(") + 1:data.rindex(")")]
-        if comm.startswith("ksoftirqd/"):
-            continue
         v = data[data.rindex(")") + 2:].split()
-        # v[0] is field 3; utime..cstime are fields 14-17, starttime 22.
-        cpu = sum(int(x) for x in v[11:15]) / CLK_TCK
-        out[int(name)] = (v[19], cpu)
+        # v[0] is field 3 (state), ppid field 4; utime..cstime are fields
+        # 14-17, starttime 22.
+        ticks = [int(x) for x in v[11:15]]
+        out[int(name)] = (int(v[1]), v[19], comm,
+                          (ticks[0] + ticks[1]) / CLK_TCK,
+                          sum(ticks) / CLK_TCK)
     return out
+
+
+def proc_tree(table, roots):
+    """The pids of roots and of all their descendants in table (a proxy
+    with worker processes, such as nginx with a master, is a tree)."""
+    children = {}
+    for pid, entry in table.items():
+        children.setdefault(entry[0], []).append(pid)
+    out = set()
+    stack = [pid for pid in roots if pid in table]
+    while stack:
+        pid = stack.pop()
+        if pid not in out:
+            out.add(pid)
+            stack.extend(children.get(pid, ()))
+    return out
+
+
+def others_cpu(table, exclude):
+    """{pid: (starttime, cpu_all)} of every process of table not in
+    exclude. ksoftirqd is left out: it mostly carries our own loopback
+    traffic."""
+    return {pid: (e[1], e[4]) for pid, e in table.items()
+            if pid not in exclude and not e[2].startswith("ksoftirqd/")}
 
 
 def others_delta(a, b):
@@ -403,7 +419,8 @@ class BenchBase:
         return sum(self.per_backend_accepts()) - len(self.backend_ports)
 
     def ours(self):
-        """PIDs of our long-lived processes (proxies and backends)."""
+        """PIDs of our long-lived processes (proxies and backends); their
+        worker processes are found from these."""
         pids = [p.pid for p in self.backends]
         pids += [p.pid for p, _ in self.proxies.values()]
         return pids
@@ -412,9 +429,14 @@ class BenchBase:
         snap = {}
         snap["t"] = time.monotonic()
         snap["busy"], snap["steal"] = system_cpu()
-        snap["proxy"] = proc_cpu(proxy_pid)
-        snap["others"] = others_cpu(set(self.ours()) | {os.getpid()})
-        snap["ours"] = sum(proc_cpu(pid) for pid in self.ours())
+        table = proc_table()
+        ours = proc_tree(table, self.ours())
+        # The proxy and its worker processes (nginx with a master);
+        # threads are in the process's own utime+stime.
+        snap["proxy"] = sum(table[pid][3]
+                            for pid in proc_tree(table, [proxy_pid]))
+        snap["others"] = others_cpu(table, ours | {os.getpid()})
+        snap["ours"] = sum(table[pid][3] for pid in ours)
         ru = [resource.getrusage(w) for w in (resource.RUSAGE_CHILDREN,
                                               resource.RUSAGE_SELF)]
         snap["kids"] = sum(r.ru_utime + r.ru_stime for r in ru)
