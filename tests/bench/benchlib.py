@@ -9,6 +9,7 @@ tests/bench/README.md.
 Debian's /usr/bin/python3, stdlib only.
 """
 
+import collections
 import ctypes
 import os
 import re
@@ -16,9 +17,11 @@ import resource
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 
@@ -40,6 +43,10 @@ def log(msg):
 
 class BenchError(Exception):
     """A setup or sanity failure: the run cannot produce numbers."""
+
+
+class ConfigRejected(BenchError):
+    """A proxy's config check failed."""
 
 
 # --------------------------------------------------------------------------
@@ -322,6 +329,87 @@ def parse_wrk(out):
 
 
 # --------------------------------------------------------------------------
+# ferry's workers: the ferry_worker_connections gauge on /metrics.
+
+_GAUGE = re.compile(r"^ferry_worker_connections\{([^}]*)\}\s+(\S+)\s*$",
+                    re.M)
+
+
+def worker_conns(text):
+    """{worker label: value} of the ferry_worker_connections gauge in a
+    /metrics text; empty when the build has no such gauge."""
+    out = {}
+    for labels, val in _GAUGE.findall(text):
+        m = re.search(r'worker="([^"]*)"', labels)
+        if m:
+            try:
+                out[m.group(1)] = float(val)
+            except ValueError:
+                pass
+    return out
+
+
+def _worker_key(label):
+    return (0, int(label), "") if label.isdigit() else (1, 0, label)
+
+
+class GaugeSampler(threading.Thread):
+    """Reads ferry's /metrics every `interval` seconds while load runs.
+
+    wrk's keep-alive connections live for the whole measurement, so the
+    gauge sampled during it shows where they went; with a new connection
+    per request it shows the connections open at that instant, which the
+    median over many samples smooths.
+    """
+
+    def __init__(self, port, interval, expect=None):
+        threading.Thread.__init__(self, daemon=True)
+        self.port = port
+        self.interval = interval
+        self.expect = expect  # worker count from the config, if known
+        self.samples = []
+        self.errors = 0
+        self.done = threading.Event()
+
+    def run(self):
+        while not self.done.wait(self.interval):
+            try:
+                _, body = http_get(self.port, "/metrics", timeout=2.0)
+            except OSError:
+                self.errors += 1
+                continue
+            if self.done.is_set():
+                break  # load may be over: the sample would show it ending
+            g = worker_conns(body.decode("utf-8", "replace"))
+            if g:
+                self.samples.append(g)
+
+    def result(self):
+        """Stops sampling; returns (per-worker medians in worker order, or
+        None without samples; max/min of them, inf when one is 0)."""
+        self.done.set()
+        self.join()
+        if not self.samples:
+            return None, float("nan")
+        labels = set()
+        for g in self.samples:
+            labels.update(g)
+        per = [statistics.median(g.get(k, 0.0) for g in self.samples)
+               for k in sorted(labels, key=_worker_key)]
+        if self.expect and len(per) < self.expect:
+            # Workers the gauge left out had nothing.
+            per += [0.0] * (self.expect - len(per))
+        return per, spread(per)
+
+
+def spread(per):
+    """max/min of per-worker figures (inf when a worker had none)."""
+    if not per or max(per) <= 0:
+        return float("nan")
+    return max(per) / min(per) if min(per) > 0 else float("inf")
+
+
+# --------------------------------------------------------------------------
 # What the benchmarks share: temp dir, backends, proxies, measuring.
 
 
@@ -339,6 +427,8 @@ class BenchBase:
         self.backend_ports = []
         self.backends = []  # Popen of each nginx
         self.proxies = {}  # name -> (Popen, port)
+        # ferry target -> (stats port, worker count or None for auto)
+        self.stats = {}
 
     def make_dir(self):
         base = "/dev/shm" if os.path.isdir("/dev/shm") and \
@@ -386,8 +476,8 @@ class BenchBase:
             rc, out = self.kids.run(check_argv_for(path), self.args.proxy_cpus,
                                     name + " -check", timeout=10)
             if rc != 0:
-                raise BenchError("%s rejects its config %s:\n%s"
-                                 % (name, path, out))
+                raise ConfigRejected("%s rejects its config %s:\n%s"
+                                     % (name, path, out))
             logf = open(os.path.join(self.dir, "%s.log" % name), "wb")
             p = self.kids.start(argv_for(path), self.args.proxy_cpus, name,
                                 out=logf)
@@ -402,6 +492,24 @@ class BenchBase:
                 if attempt == 4:
                     raise
         raise BenchError("%s: no free ports" % name)
+
+    def log_ferry_workers(self, name):
+        """Logs how many workers a ferry's /metrics shows."""
+        port, expect = self.stats[name]
+        try:
+            _, body = http_get(port, "/metrics")
+        except OSError as e:
+            raise BenchError("%s: GET /metrics failed: %s" % (name, e))
+        g = worker_conns(body.decode("utf-8", "replace"))
+        if not g:
+            log("%s: no ferry_worker_connections on /metrics (an older "
+                "build): the spread over workers is not measured" % name)
+        elif expect and len(g) != expect:
+            log("%s: WARNING: /metrics shows %d workers, the config says %d"
+                % (name, len(g), expect))
+        else:
+            log("%s: /metrics shows %d worker%s" % (
+                name, len(g), "" if len(g) == 1 else "s"))
 
     def per_backend_accepts(self):
         out = []
@@ -442,16 +550,20 @@ class BenchBase:
         snap["kids"] = sum(r.ru_utime + r.ru_stime for r in ru)
         return snap
 
-    def measure_window(self, name, run, quiet=True):
+    def measure_window(self, name, run, quiet=True, sample=None):
         """Runs run() against proxy `name` and accounts for the window.
 
         With quiet, first waits (bounded by args.quiet_wait) for the
-        machine to be idle.
+        machine to be idle. sample: (stats port, worker count or None) of
+        a ferry whose ferry_worker_connections gauge is read while run()
+        runs (every args.sample_interval seconds).
 
         run() returns a dict (optionally with "flags"); it comes back with
         wall, proxy_cpu, util (share of one core), other and steal
-        (seconds), backend_conns (new backend connections) and flags
-        (reasons the window is noisy; empty when clean) added.
+        (seconds), backend_conns (new backend connections), worker_conns
+        (the gauge's median per worker, or None) and spread (their
+        max/min, NaN without samples), and flags (reasons the window is
+        noisy; empty when clean) added.
         """
         p, _ = self.proxies[name]
         if p.poll() is not None:
@@ -465,7 +577,15 @@ class BenchBase:
                     "measuring anyway" % (100 * busy, self.args.quiet_wait))
         acc0 = self.backend_accepts()
         s0 = self.snapshot(p.pid)
-        res = run()
+        sampler = None
+        if sample and self.args.sample_interval > 0:
+            sampler = GaugeSampler(sample[0], self.args.sample_interval,
+                                   sample[1])
+            sampler.start()
+        try:
+            res = run()
+        finally:
+            per, sp = sampler.result() if sampler else (None, float("nan"))
         s1 = self.snapshot(p.pid)
         acc1 = self.backend_accepts()
 
@@ -481,7 +601,8 @@ class BenchBase:
         steal = s1["steal"] - s0["steal"]
         res.update(wall=wall, proxy_cpu=proxy, util=proxy / wall,
                    other=other, steal=steal,
-                   backend_conns=acc1 - acc0 - len(self.backend_ports))
+                   backend_conns=acc1 - acc0 - len(self.backend_ports),
+                   worker_conns=per, spread=sp)
         flags = list(res.get("flags", []))
         if other > self.args.max_other / 100.0 * wall + TICK_SLACK:
             flags.append("other cpu %.0f%%" % (100 * other / wall))
@@ -614,6 +735,18 @@ def add_common_args(ap, quiet_wait):
                          % DEFAULT_CPUS)
     ap.add_argument("--wrk-threads", type=int, metavar="N",
                     help="wrk -tN (default: one thread per load CPU)")
+    ap.add_argument("--workers", default="1", metavar="LIST",
+                    help="comma-separated worker counts (1-256 or auto), "
+                         "e.g. 1,2: each proxy runs once per count (ferry "
+                         "workers = N, HAProxy nbthread N, nginx "
+                         "worker_processes N; for auto the peers get one "
+                         "per proxy CPU), all in the same interleaved "
+                         "rounds (default 1)")
+    ap.add_argument("--sample-interval", type=float, default=0.25,
+                    metavar="SECONDS",
+                    help="read ferry's ferry_worker_connections gauge "
+                         "from /metrics this often while load runs "
+                         "(default 0.25; 0: not at all)")
 
 
 def finish_common_args(ap, args):
@@ -628,6 +761,79 @@ def finish_common_args(ap, args):
         args.wrk_threads = len(args.load_cpus)
     if args.wrk_threads < 1:
         ap.error("--wrk-threads must be positive")
+    try:
+        args.worker_list = parse_workers(args.workers)
+    except ValueError:
+        ap.error("--workers: comma-separated counts from 1 to 256, or auto")
+    if args.sample_interval < 0:
+        ap.error("--sample-interval must not be negative")
+
+
+def parse_workers(text):
+    """The worker counts of --workers LIST ("1", "1,2", "2,auto") as
+    strings, in order, without repeats."""
+    out = []
+    for part in text.split(","):
+        part = part.strip()
+        if part != "auto" and not (part.isdigit() and 1 <= int(part) <= 256):
+            raise ValueError(part)
+        if part != "auto":
+            part = str(int(part))
+        if part not in out:
+            out.append(part)
+    return out
+
+
+# One proxy at one worker count: key names it in logs and file names
+# ("ferry-w2"), name is the proxy ("ferry", "ferry-base", "haproxy",
+# "nginx"), workers what ferry's config says ("2" or "auto") and n the
+# peers' thread or process count.
+Target = collections.namedtuple("Target", "key name workers n")
+
+
+def peer_count(args, workers):
+    """HAProxy's nbthread and nginx's worker_processes for a worker count:
+    auto gives one per proxy CPU."""
+    return len(args.proxy_cpus) if workers == "auto" else int(workers)
+
+
+def targets(args, peers):
+    """Every proxy at every worker count, in the order a round measures
+    them: ferry at each count, then ferry-base, then each peer."""
+    return [Target("%s-w%s" % (name, w), name, w, peer_count(args, w))
+            for name in proxy_names(args, peers) for w in args.worker_list]
+
+
+def start_targets(tlist, start_one):
+    """Starts every target with start_one(t); returns the targets that
+    run. A ferry-base that refuses a worker count other than 1 (a build
+    from before workers) is left out at that count, not the whole run."""
+    out = []
+    for t in tlist:
+        try:
+            start_one(t)
+        except ConfigRejected as e:
+            if t.name != FERRY_BASE or t.workers == "1":
+                raise
+            log("%s left out: %s" % (t.key, str(e).strip().split("\n")[-1]))
+            continue
+        out.append(t)
+    return out
+
+
+def names_at(names, tlist, w):
+    """The proxies of names that run at worker count w."""
+    keys = set(t.key for t in tlist)
+    return tuple(n for n in names if "%s-w%s" % (n, w) in keys)
+
+
+def workers_note(args, w, peers):
+    """What a worker count means for each proxy, for a table header."""
+    n = peer_count(args, w)
+    what = {"haproxy": "HAProxy nbthread %d" % n,
+            "nginx": "nginx worker_processes %d" % n}
+    return "ferry workers = %s, %s" % (
+        w, ", ".join(what[p] for p in peers))
 
 
 def proxy_names(args, peers):
@@ -681,3 +887,144 @@ def finish(kids, bench, keep):
         shutil.rmtree(bench.dir, ignore_errors=True)
     elif bench.dir:
         log("kept %s" % bench.dir)
+
+
+# --------------------------------------------------------------------------
+# Reports of runs with several worker counts (--workers LIST).
+
+
+def at_workers(results, tlist, w):
+    """results of the targets at worker count w, keyed by proxy name (the
+    per-count tables are those of a single-count run)."""
+    return {t.name: results[t.key] for t in tlist if t.workers == w}
+
+
+def fmt_workers(r):
+    """The gauge's median per worker in one measurement, for its log
+    line: ' workers 26/24 (1.08x)', or '' without samples."""
+    per = r.get("worker_conns")
+    if not per:
+        return ""
+    return "  workers %s (%s)" % ("/".join("%.0f" % v for v in per),
+                                  fmt_spread(r["spread"]))
+
+
+def fmt_spread(x):
+    if x != x:
+        return "-"
+    return "inf" if x == float("inf") else "%.2fx" % x
+
+
+def _median_of(rs, key):
+    use = [r for r in rs if not r["flags"]]
+    return statistics.median(r[key] for r in (use or rs)), not use
+
+
+def print_scaling(args, names, results, cases, case_label, metrics,
+                  load=None):
+    """Each proxy at each worker count against itself at the first count,
+    from the same interleaved rounds: medians of clean rounds (marked !
+    when none was clean), their ratio and the paired ratio (median of
+    per-round ratios over rounds where both were clean).
+
+    metrics(case): [(label, key, printf format)]; results[target
+    key][case]; load names the load generators for the header. Prints
+    nothing for a single worker count.
+    """
+    ws = args.worker_list
+    if len(ws) < 2:
+        return
+    w0 = ws[0]
+    print()
+    print("Each proxy against itself at workers = %s, same run, medians of "
+          "clean rounds" % w0)
+    what = {"haproxy": "HAProxy nbthread", "nginx": "nginx worker_processes"}
+    print("(workers: %s;\n %s)" % (
+        ", ".join(["ferry workers"] + [what[n] for n in names if n in what]),
+        cpus_note(args, load)))
+    hdr = "%-36s" % "metric" + "".join("%10s" % ("w=%s" % w) for w in ws) + \
+        "".join(" %9s %8s" % ("w%s/w%s" % (w, w0), "paired")
+                for w in ws[1:])
+    print(hdr)
+    print("-" * len(hdr))
+    names = [n for n in names
+             if all("%s-w%s" % (n, w) in results for w in ws)]
+    for case in cases:
+        print(case_label(case))
+        for name in names:
+            base = results["%s-w%s" % (name, w0)][case]
+            for i, (label, key, fmt) in enumerate(metrics(case)):
+                cells, ratios = [], []
+                meds = []
+                for w in ws:
+                    m, noisy = _median_of(results["%s-w%s" % (name, w)][case],
+                                          key)
+                    meds.append(m)
+                    cells.append((fmt % m) + ("!" if noisy else " "))
+                for w, m in zip(ws[1:], meds[1:]):
+                    rs = results["%s-w%s" % (name, w)][case]
+                    pr = [o[key] / b[key] for b, o in zip(base, rs)
+                          if not b["flags"] and not o["flags"] and b[key]]
+                    ratios.append(" %9s %8s" % (
+                        fmt_ratio(m / meds[0] if meds[0] else float("nan")),
+                        fmt_ratio(statistics.median(pr) if pr
+                                  else float("nan"))))
+                print("  %-12s %-21s %s%s" % (
+                    name if i == 0 else "", label,
+                    "".join("%10s" % c for c in cells), "".join(ratios)))
+    print()
+    print("wN/w%s: the proxy's median at N workers over its median at %s; "
+          "paired: median of\nper-round ratios. For CPU per unit, "
+          "wN/w%s - 1 is what the extra workers cost per\nunit of work "
+          "(1.03x: 3%% more). ! : no clean round, all rounds used."
+          % (w0, w0, w0))
+
+
+def print_spread(args, results, tlist, cases, case_label):
+    """How ferry's client connections spread over its workers: the
+    ferry_worker_connections gauge (median of the samples of a
+    measurement, per worker), max/min over the workers; per case and
+    ferry target, over the clean rounds (all rounds when none was
+    clean)."""
+    rows = []
+    for case in cases:
+        for t in tlist:
+            if t.name not in ("ferry", FERRY_BASE):
+                continue
+            rs = results[t.key][case]
+            use = [r for r in rs if not r["flags"]] or rs
+            use = [r for r in use if r.get("worker_conns")]
+            if use:
+                rows.append((case, t, use))
+    if not rows:
+        if args.sample_interval > 0:
+            print()
+            print("Spread over ferry's workers: not measured (no "
+                  "ferry_worker_connections gauge on /metrics)")
+        return
+    print()
+    print("Spread over ferry's workers: ferry_worker_connections read every "
+          "%g s during each\nmeasurement; per worker the median of the "
+          "samples, then the median over clean rounds"
+          % args.sample_interval)
+    hdr = "%-16s %-15s %-26s %9s %9s %7s" % (
+        "case", "proxy", "connections per worker", "max/min", "worst",
+        "rounds")
+    print(hdr)
+    print("-" * len(hdr))
+    for case, t, use in rows:
+        width = max(len(r["worker_conns"]) for r in use)
+        per = [statistics.median(r["worker_conns"][k] for r in use
+                                 if len(r["worker_conns"]) > k)
+               for k in range(width)]
+        shown = " ".join("%.0f" % v if v >= 10 else "%.1f" % v
+                         for v in per[:8]) + (" ..." if width > 8 else "")
+        sp = [r["spread"] for r in use]
+        print("%-16s %-15s %-26s %9s %9s %7s" % (
+            case_label(case), t.key, shown,
+            fmt_spread(statistics.median(sp)), fmt_spread(max(sp)),
+            "%d/%d" % (len(use), len(results[t.key][case]))))
+    print()
+    print("max/min: the busiest worker's connections over the idlest's "
+          "in one measurement\n(1.00x: even; inf: a worker had none), "
+          "median over the rounds; worst: the most\nuneven round.")
