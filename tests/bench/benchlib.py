@@ -683,8 +683,9 @@ def check_cpus(args):
     if not want <= cpus:
         raise BenchError("--cpus %s: need CPUs %s, have %s"
                          % (args.cpus, fmt_cpus(want), fmt_cpus(cpus)))
-    log("proxies on CPUs %s, load generators and backends on CPUs %s%s"
-        % (fmt_cpus(args.proxy_cpus), fmt_cpus(args.load_cpus),
+    log("proxies on CPU%s %s, load generators and backends on CPU%s %s%s"
+        % ("s" if len(args.proxy_cpus) > 1 else "", fmt_cpus(args.proxy_cpus),
+           "s" if len(args.load_cpus) > 1 else "", fmt_cpus(args.load_cpus),
            " (shared)" if args.proxy_cpus & args.load_cpus else ""))
 
 
