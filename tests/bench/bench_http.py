@@ -51,8 +51,8 @@ from benchlib import (BODY, BenchBase, BenchError, Children, FERRY_BASE,
                       clean, cpus_note, ferry_binary, ferry_tools, finish,
                       finish_common_args, fmt_ratio, fmt_workers, http_get,
                       log, max_conns, names_at, parse_wrk, print_scaling,
-                      print_spread, proxy_names, run_rounds, setup_process,
-                      start_targets, targets, workers_note)
+                      print_spread, print_summary, proxy_names, run_rounds,
+                      setup_process, start_targets, targets, workers_note)
 
 PEERS = ("haproxy", "nginx")
 SCHEMES = ("http", "https")
@@ -553,6 +553,8 @@ def main(argv):
         print_scaling(args, bench.names, results, cases, case_label,
                       lambda case: SCALING_METRICS)
         print_spread(args, results, bench.targets, cases, case_label)
+        print_summary(args, results, bench.targets, cases, case_label,
+                      PEERS, "request", "req/s")
         return 0
     except BenchError as e:
         log("bench_http: error: %s" % e)

@@ -42,8 +42,8 @@ from benchlib import (BODY, BenchBase, BenchError, Children, FERRY_BASE,
                       clean, cpus_note, ferry_binary, ferry_tools, finish,
                       finish_common_args, fmt_ratio, fmt_workers, http_get,
                       log, max_conns, names_at, parse_wrk, print_scaling,
-                      print_spread, proxy_names, run_rounds, setup_process,
-                      start_targets, targets, workers_note)
+                      print_spread, print_summary, proxy_names, run_rounds,
+                      setup_process, start_targets, targets, workers_note)
 
 # --------------------------------------------------------------------------
 # Configurations.
@@ -447,6 +447,9 @@ def main(argv):
                       load=load_label(args))
         print_spread(args, results, bench.targets, kinds,
                      lambda kind: kind_label(args, kind))
+        print_summary(args, results, bench.targets, kinds,
+                      lambda kind: kind_label(args, kind), PEERS, "unit",
+                      "rate")
         return 0
     except BenchError as e:
         log("bench_tcp: error: %s" % e)

@@ -1029,3 +1029,58 @@ def print_spread(args, results, tlist, cases, case_label):
     print("max/min: the busiest worker's connections over the idlest's "
           "in one measurement\n(1.00x: even; inf: a worker had none), "
           "median over the rounds; worst: the most\nuneven round.")
+
+
+def _paired(a, b, key):
+    """Median of per-round a/b over rounds where both were clean (all
+    rounds when there is no such round)."""
+    pairs = [(x, y) for x, y in zip(a, b) if not x["flags"] and not y["flags"]]
+    pairs = pairs or list(zip(a, b))
+    ratios = [x[key] / y[key] for x, y in pairs if y[key]]
+    return statistics.median(ratios) if ratios else float("nan")
+
+
+def print_summary(args, results, tlist, cases, case_label, peers, unit,
+                  rate):
+    """ferry at each worker count past the first, in one block: CPU per
+    unit against itself at the first count, rate against each peer at
+    the same count (both paired), and the spread over its workers.
+    unit and rate name the CPU and rate figures ("request", "req/s")."""
+    ws = args.worker_list
+    keys = set(t.key for t in tlist)
+    if len(ws) < 2:
+        return
+    w0 = ws[0]
+    what = {"haproxy": "HAProxy nbthread", "nginx": "nginx worker_processes"}
+    print()
+    print("Summary: ferry at each worker count (paired ratios of this run)")
+    hdr = "%-44s" % "" + "".join("%13s" % case_label(c) for c in cases)
+    print(hdr)
+    print("-" * len(hdr))
+    for w in ws[1:]:
+        f, f0 = "ferry-w%s" % w, "ferry-w%s" % w0
+        rows = [("CPU per %s, workers %s / workers %s" % (unit, w, w0),
+                 lambda c: fmt_ratio(_paired(results[f][c], results[f0][c],
+                                             "cpu_unit")))]
+        for p in peers:
+            pk = "%s-w%s" % (p, w)
+            if pk in keys:
+                rows.append(("%s, ferry over %s %d"
+                             % (rate, what[p], peer_count(args, w)),
+                             lambda c, pk=pk: fmt_ratio(_paired(
+                                 results[f][c], results[pk][c], "rate"))))
+
+        def spread_of(c):
+            sp = [r["spread"] for r in results[f][c]
+                  if not r["flags"] and r.get("worker_conns")] or \
+                 [r["spread"] for r in results[f][c] if r.get("worker_conns")]
+            return fmt_spread(statistics.median(sp)) if sp else "-"
+        rows.append(("spread over workers, max/min", spread_of))
+        print("ferry workers = %s" % w)
+        for label, fn in rows:
+            print("  %-42s" % label + "".join("%13s" % fn(c) for c in cases))
+    print()
+    print("CPU per %s: 1.03x means the extra workers cost 3%% more CPU "
+          "per %s;\n%s > 1.00x: ferry faster than the peer at the same "
+          "count. The tables above\nhave the medians behind these."
+          % (unit, unit, rate))
