@@ -58,7 +58,8 @@ PEERS = ("haproxy", "nginx")
 SCHEMES = ("http", "https")
 
 # --------------------------------------------------------------------------
-# Configurations. Each proxy listens on two ports: plain and TLS.
+# Configurations. Each proxy listens on two ports, plain and TLS (ferry on
+# a third, its stats listener).
 
 
 def ferry_conf(ports, backends, crt, key, workers):
