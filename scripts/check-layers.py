@@ -33,7 +33,8 @@ import tempfile
 # or of a lower one. docs/architecture.md ("Layers") states the same table:
 # change both together. Modules listed here that do not exist yet are fine.
 LAYERS = [
-    ("base", ["log", "buf", "net", "list", "config", "strbuf", "histogram"]),
+    ("base", ["log", "buf", "net", "list", "config", "strbuf", "histogram",
+              "plane", "worker"]),
     ("balancing", ["pool", "balance", "balance_rr", "balance_weighted",
                    "balance_leastconn", "balance_hash"]),
     ("dns", ["resolver", "dns_cache", "dns"]),

@@ -14,11 +14,12 @@
 #include "health.h"
 #include "log.h"
 #include "net.h"
+#include "plane.h"
 
 void
 backend_ref(struct backend *be)
 {
-    be->refs++;
+    PLANE_ADD(be->refs, 1);
 }
 
 /* Stops everything that would change the backend: DNS and health. */
@@ -44,15 +45,21 @@ backend_drop(struct backend *be)
 void
 backend_unref(struct backend *be)
 {
-    assert(be->refs > 0);
-    if (--be->refs > 0)
+    unsigned was = __atomic_fetch_sub(&be->refs, 1, __ATOMIC_ACQ_REL);
+
+    assert(was > 0);
+    if (was > 1)
         return;
+    /* The last reference may be a worker's connection: what follows
+     * touches the DNS cache and health, which are the control plane's. */
+    plane_lock();
     backend_quiesce(be);
     free(be->names);
     balance_destroy(be->pool.balance);
     pool_deinit(&be->pool);
     free(be->cfg.servers);
     free(be);
+    plane_unlock();
 }
 
 static void
@@ -365,6 +372,7 @@ backend_create(struct ev_loop *loop, struct dns *dns, const struct config *cfg,
     be->loop = loop;
     be->dns = dns;
     pool_init(&be->pool, be->name, cb->slow_start);
+    be->pool.nloops = bh->nloops ? bh->nloops : 1;
     be->pool.on_remove = backend_member_removed;
     be->pool.hook_arg = be;
     health_params_from_config(&hp, cb);
@@ -401,10 +409,9 @@ backend_create(struct ev_loop *loop, struct dns *dns, const struct config *cfg,
         int rc;
         if (o != NULL && o->health != NULL) {
             rc = health_member_move(be->health, o, m);
-            m->stats = o->stats;
-            m->resp_hist = o->resp_hist;
+            member_take_counters(m, o);
             if (be->hooks.carry_over != NULL)
-                be->hooks.carry_over(o, m);
+                be->hooks.carry_over(be->hooks.arg, o, m);
         } else {
             rc = health_member_attach(be->health, m,
                                       cb->servers[m->server].host,

@@ -49,9 +49,13 @@ struct backend_hooks {
      * path is upstream's.
      */
     int (*probe_connect)(const struct member *m, int *fd);
-    /* Reload: m takes over what `from` (same address) had for traffic. */
-    void (*carry_over)(struct member *from, struct member *m);
-    void *arg; /* first_round's argument */
+    /*
+     * Reload: m takes over what `from` (same address) had for traffic.
+     * Called while the new backend is built, before any worker sees m.
+     */
+    void (*carry_over)(void *arg, struct member *from, struct member *m);
+    void *arg;       /* first_round's and carry_over's argument */
+    unsigned nloops; /* worker loops: members keep idle lists for each */
 };
 
 struct backend {

@@ -8,8 +8,10 @@
 /* Buffers kept for reuse; beyond this they go back to malloc. */
 #define BUF_FREE_MAX 4096
 
-static struct buf *buf_free_list;
-static size_t buf_free_count;
+/* One free list per thread: each worker recycles its own buffers, with no
+ * lock (buf_drain_free_list at the thread's end). */
+static __thread struct buf *buf_free_list;
+static __thread size_t buf_free_count;
 
 struct buf *
 buf_get(void)

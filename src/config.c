@@ -1296,10 +1296,6 @@ config_validate(struct config_ctx *ctx)
 {
     struct config *cfg = ctx->cfg;
 
-    if (cfg->workers != 1)
-        config_error_at(ctx, config_key_line(ctx, SECT_GLOBAL, 0, "workers"),
-                        "workers other than 1 is not supported yet (one "
-                        "event loop serves all connections)");
     if (cfg->nfrontends == 0)
         config_error_at(ctx, 0,
                         "no [frontend NAME] section: nothing would accept "

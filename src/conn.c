@@ -9,6 +9,7 @@
 
 #include "frontend.h"
 #include "net.h"
+#include "plane.h"
 
 static void
 conn_side_close(struct ev_loop *loop, struct conn_side *s, bool reset)
@@ -78,8 +79,8 @@ conn_end(struct conn *c, const char *why, bool reset)
     }
     /* A connect that failed was released with its outcome already. */
     upstream_release(&c->up, BALANCE_OK, ev_now(loop));
-    assert(c->fe->stats.active > 0);
-    c->fe->stats.active--;
+    assert(PLANE_GET(c->fe->stats.active) > 0);
+    PLANE_SUB(c->fe->stats.active, 1);
     conn_set_state(c, CONN_CLOSED);
 
     /* Move from the open list to the closed list; freed in conn_reap. */

@@ -11,6 +11,7 @@
 
 #include "list.h"
 #include "log.h"
+#include "plane.h"
 #include <xxhash.h>
 #include "resolver.h"
 
@@ -18,12 +19,16 @@
 struct dns_query {
     struct dns *d;             /* owner */
     struct dns_cache_entry *e; /* entry the answer is for */
-    struct list link;          /* d->queries while in flight */
+    const char *name;          /* e's name, while deferred */
+    int family;                /* 4 or 6, while deferred */
+    struct list link;          /* d->queries in flight, or d->deferred */
 };
 
 struct dns {
     struct ev_loop *loop;             /* the loop everything runs on */
     struct list queries;              /* struct dns_query in flight */
+    struct list deferred;             /* asked for by workers: not sent yet */
+    bool wake_deferred;               /* a worker asked for pending runs */
     struct resolver *res;             /* c-ares channel(s) */
     struct dns_cache *cache;          /* entries, waiters, listeners */
     ev_idle pending;                  /* runs dns_cache_run_pending */
@@ -202,24 +207,49 @@ dns_resolved(void *arg, const struct resolver_result *r)
 }
 
 static void
+dns_send(struct dns *d, struct dns_query *q)
+{
+    if (resolver_resolve(d->res, q->name, q->family == 6 ? AF_INET6 : AF_INET,
+                         dns_resolved, q) != NULL) {
+        list_add(&d->queries, &q->link);
+        return;
+    }
+    /* Invalid name: the cache still needs its one completion. */
+    dns_cache_complete(d->cache, q->e, DNS_CACHE_Q_ERROR, NULL, 0, 0,
+                       dns_now());
+    free(q);
+}
+
+/*
+ * The cache wants a query. A worker's lookup (plane lock held) may be the
+ * one that asks: c-ares and its watchers are the control thread's, so the
+ * query waits for the control loop's next pass (dns_rearm_cb), which the
+ * kick brings at once. The entry is already in flight for the cache, so
+ * every other lookup joins it.
+ */
+static void
 dns_start_query(void *ctx, const char *name, int family,
                 struct dns_cache_entry *e)
 {
     struct dns *d = ctx;
     struct dns_query *q = malloc(sizeof(*q));
 
-    if (q != NULL) {
-        q->d = d;
-        q->e = e;
-        if (resolver_resolve(d->res, name, family == 6 ? AF_INET6 : AF_INET,
-                             dns_resolved, q) != NULL) {
-            list_add(&d->queries, &q->link);
-            return;
-        }
-        free(q);
+    if (q == NULL) {
+        dns_cache_complete(d->cache, e, DNS_CACHE_Q_ERROR, NULL, 0, 0,
+                           dns_now());
+        return;
     }
-    /* Invalid name or ENOMEM: the cache still needs its one completion. */
-    dns_cache_complete(d->cache, e, DNS_CACHE_Q_ERROR, NULL, 0, 0, dns_now());
+    q->d = d;
+    q->e = e;
+    q->name = name;
+    q->family = family;
+    list_init(&q->link);
+    if (plane_on_control()) {
+        dns_send(d, q);
+        return;
+    }
+    list_add_tail(&d->deferred, &q->link);
+    plane_kick();
 }
 
 static void
@@ -227,7 +257,12 @@ dns_wake_pending(void *ctx)
 {
     struct dns *d = ctx;
 
-    ev_idle_start(d->loop, &d->pending);
+    if (plane_on_control()) {
+        ev_idle_start(d->loop, &d->pending);
+        return;
+    }
+    d->wake_deferred = true;
+    plane_kick();
 }
 
 static double
@@ -269,10 +304,21 @@ static void
 dns_rearm_cb(struct ev_loop *loop, ev_prepare *w, int revents)
 {
     struct dns *d = w->data;
-    double now = dns_now();
-    double at = dns_cache_next_deadline(d->cache, now);
+    struct list *l;
+    double now, at;
 
     (void)revents;
+    /* What workers asked for since the last pass. */
+    while ((l = list_first(&d->deferred)) != NULL) {
+        list_del(l);
+        dns_send(d, list_entry(l, struct dns_query, link));
+    }
+    if (d->wake_deferred) {
+        d->wake_deferred = false;
+        ev_idle_start(loop, &d->pending);
+    }
+    now = dns_now();
+    at = dns_cache_next_deadline(d->cache, now);
     if (at == d->tick_at)
         return;
     ev_timer_stop(loop, &d->tick);
@@ -326,6 +372,7 @@ dns_create(struct ev_loop *loop, const struct config *cfg, char *err,
         goto oom;
     d->loop = loop;
     list_init(&d->queries);
+    list_init(&d->deferred);
     d->rng = ((uint64_t)time(NULL) << 20) ^ (uint64_t)(uintptr_t)d ^
              0x9e3779b97f4a7c15ULL;
     d->tick_at = INFINITY;
@@ -395,6 +442,7 @@ dns_destroy(struct dns *d)
     /* The resolver first: its pending requests point at cache entries. */
     resolver_destroy(d->res);
     dns_cache_destroy(d->cache);
+    list_splice(&d->queries, &d->deferred);
     /* Queries still in flight will never complete: each holds the in-flight
      * reference of an entry the cache has just marked removed, which
      * completing drops without touching the (freed) cache. */

@@ -7,19 +7,23 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "plane.h"
 #include "tls.h"
 
 void
 frontend_ref(struct frontend *fe)
 {
-    fe->refs++;
+    PLANE_ADD(fe->refs, 1);
 }
 
 void
 frontend_unref(struct frontend *fe)
 {
-    assert(fe->refs > 0);
-    if (--fe->refs > 0)
+    /* Workers drop references of their connections without the lock. */
+    unsigned was = __atomic_fetch_sub(&fe->refs, 1, __ATOMIC_ACQ_REL);
+
+    assert(was > 0);
+    if (was > 1)
         return;
     backend_unref(fe->backend);
     tls_ctx_free(fe->tls);
@@ -28,14 +32,14 @@ frontend_unref(struct frontend *fe)
 }
 
 struct frontend *
-frontend_create(const struct config_frontend *cf, struct backend *be, char *err,
-                size_t errlen)
+frontend_create(const struct config_frontend *cf, struct backend *be,
+                unsigned nloops, char *err, size_t errlen)
 {
     struct frontend *fe = calloc(1, sizeof(*fe));
 
     if (fe == NULL)
         goto oom;
-    fe->listeners = calloc(cf->nlisten + 1, sizeof(*fe->listeners));
+    fe->listeners = calloc(cf->nlisten * nloops + 1, sizeof(*fe->listeners));
     if (fe->listeners == NULL)
         goto oom;
     if (cf->tls_cert != NULL) {

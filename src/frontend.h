@@ -22,6 +22,7 @@
 struct listener;
 struct tls_ctx;
 
+/* Counters every worker adds to (PLANE_ADD). */
 struct frontend_stats {
     uint64_t connections_total; /* accepted connections */
     unsigned active;            /* open client connections */
@@ -31,22 +32,22 @@ struct frontend {
     char name[CONFIG_NAME_MAX + 1];    /* section name (label) */
     struct config_frontend cfg;        /* settings (listen not owned) */
     struct backend *backend;           /* where traffic goes (ref held) */
-    struct listener **listeners;       /* one per listen line */
+    struct listener **listeners;       /* per listen line, one per worker */
     size_t nlisteners;                 /* entries in listeners */
     struct frontend_stats stats;       /* counters */
     const struct proxy_ops *proxy_ops; /* the mode serving it */
-    void *proxy;                       /* that mode's instance */
-    unsigned refs;                     /* owner + connections */
+    unsigned refs;                     /* owner + connections (atomic) */
     struct tls_ctx *tls;               /* TLS termination, NULL if none */
 };
 
 /*
- * A frontend without listeners, holding a reference on be. TLS files are
- * read here, so a reload picks up renewed certificates. NULL with a
- * message in err on failure.
+ * A frontend without listeners (room for one per listen line and worker
+ * loop), holding a reference on be. TLS files are read here, so a reload
+ * picks up renewed certificates. NULL with a message in err on failure.
  */
 struct frontend *frontend_create(const struct config_frontend *cf,
-                                 struct backend *be, char *err, size_t errlen);
+                                 struct backend *be, unsigned nloops, char *err,
+                                 size_t errlen);
 void frontend_ref(struct frontend *fe);
 void frontend_unref(struct frontend *fe);
 

@@ -6,6 +6,8 @@
 #include <math.h>
 #include <string.h>
 
+#include "plane.h"
+
 /*
  * Roughly 1-2.5-5 per decade: a proxy's latencies span five decades, and
  * this keeps the relative error of a quantile estimate under ~2.5x while
@@ -62,6 +64,38 @@ histogram_reset(struct histogram *h)
     histogram_init(h, h->bounds);
 }
 
+/* sum += v for a double, atomically: no fetch_add exists for doubles. */
+static void
+histogram_sum_add(struct histogram *h, double v)
+{
+    double old, sum;
+
+    __atomic_load(&h->sum, &old, __ATOMIC_RELAXED);
+    do
+        sum = old + v;
+    while (!__atomic_compare_exchange(&h->sum, &old, &sum, true,
+                                      __ATOMIC_RELAXED, __ATOMIC_RELAXED));
+}
+
+static double
+histogram_sum(const struct histogram *h)
+{
+    double v;
+
+    __atomic_load(&h->sum, &v, __ATOMIC_RELAXED);
+    return v;
+}
+
+void
+histogram_copy(struct histogram *dst, const struct histogram *src)
+{
+    dst->bounds = src->bounds;
+    for (size_t i = 0; i <= src->bounds->n; i++)
+        dst->counts[i] = PLANE_GET(src->counts[i]);
+    dst->count = PLANE_GET(src->count);
+    dst->sum = histogram_sum(src);
+}
+
 void
 histogram_observe(struct histogram *h, double seconds)
 {
@@ -81,9 +115,10 @@ histogram_observe(struct histogram *h, double seconds)
         else
             hi = mid;
     }
-    h->counts[lo]++;
-    h->count++;
-    h->sum += seconds;
+    /* Every worker observes into the same histograms. */
+    PLANE_ADD(h->counts[lo], 1);
+    PLANE_ADD(h->count, 1);
+    histogram_sum_add(h, seconds);
 }
 
 int
@@ -94,9 +129,9 @@ histogram_merge(struct histogram *dst, const struct histogram *src)
     if (dst->bounds != src->bounds)
         return -1;
     for (i = 0; i <= dst->bounds->n; i++)
-        dst->counts[i] += src->counts[i];
-    dst->count += src->count;
-    dst->sum += src->sum;
+        dst->counts[i] += PLANE_GET(src->counts[i]);
+    dst->count += PLANE_GET(src->count);
+    dst->sum += histogram_sum(src);
     return 0;
 }
 

@@ -50,6 +50,11 @@ void histogram_reset(struct histogram *h);
  * negative value (clock step) is recorded as 0.
  */
 void histogram_observe(struct histogram *h, double seconds);
+/*
+ * dst = src, read atomically: workers may observe into src meanwhile.
+ * Render and take quantiles of such a copy.
+ */
+void histogram_copy(struct histogram *dst, const struct histogram *src);
 /* dst += src. Returns 0, or -1 (dst unchanged) if the bucket sets differ. */
 int histogram_merge(struct histogram *dst, const struct histogram *src);
 

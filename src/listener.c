@@ -15,43 +15,58 @@
 /* Accepts per wake-up: enough to drain bursts, bounded for fairness. */
 #define ACCEPT_BATCH 64
 
-static void
-listener_accept_cb(struct ev_loop *loop, ev_io *w, int revents)
+/* Accepts up to max connections; false once the queue is empty or
+ * accepting paused. */
+static bool
+listener_accept_some(struct ev_loop *loop, struct listener *l, int max)
 {
-    struct listener *l = (struct listener *)w;
     const struct listener_hooks *h = l->hooks;
 
-    (void)revents;
-    for (int i = 0; i < ACCEPT_BATCH && !h->paused(h->arg); i++) {
+    for (int i = 0; i < max; i++) {
         struct sockaddr_storage peer;
         socklen_t len = sizeof(peer);
-        int fd = accept4(l->fd, (struct sockaddr *)&peer, &len,
-                         SOCK_NONBLOCK | SOCK_CLOEXEC);
+        int fd;
+
+        if (!h->reserve(h->arg))
+            return false;
+        fd = accept4(l->fd, (struct sockaddr *)&peer, &len,
+                     SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
-            switch (net_accept_error(errno)) {
+            int err = errno;
+            h->unreserve(h->arg);
+            errno = err;
+            switch (net_accept_error(err)) {
             case NET_ACCEPT_DRAINED:
-                return;
+                return false;
             case NET_ACCEPT_EXHAUSTED:
                 log_limited(h->log, ev_now(loop), LOG_LEVEL_WARN,
                             "%s: cannot accept on %s: %s; pausing accepts",
-                            l->label, l->addr.text, strerror(errno));
+                            l->label, l->addr.text, strerror(err));
                 h->exhausted(h->arg);
-                return;
+                return false;
             case NET_ACCEPT_FAILED:
                 log_limited(h->log, ev_now(loop), LOG_LEVEL_WARN,
                             "%s: accept on %s: %s", l->label, l->addr.text,
-                            strerror(errno));
-                return;
+                            strerror(err));
+                return false;
             }
         }
-        h->opened(h->arg);
-        l->handler(l->handler_arg, fd, (struct sockaddr *)&peer, len);
+        l->handler(l->handler_arg, l, fd, (struct sockaddr *)&peer, len);
     }
+    return true;
+}
+
+static void
+listener_accept_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+    (void)revents;
+    listener_accept_some(loop, (struct listener *)w, ACCEPT_BATCH);
 }
 
 struct listener *
 listener_create(const struct config_addr *addr,
-                const struct listener_hooks *hooks, char *err, size_t errlen)
+                const struct listener_hooks *hooks, bool reuseport, char *err,
+                size_t errlen)
 {
     struct listener *l = calloc(1, sizeof(*l));
 
@@ -61,9 +76,10 @@ listener_create(const struct config_addr *addr,
     }
     l->addr = *addr;
     l->hooks = hooks;
+    list_init(&l->link);
     snprintf(l->label, sizeof(l->label), "listener");
     l->fd = net_listen((const struct sockaddr *)&addr->ss, addr->len,
-                       addr->text, LISTEN_BACKLOG, err, errlen);
+                       addr->text, LISTEN_BACKLOG, reuseport, err, errlen);
     if (l->fd < 0) {
         free(l);
         return NULL;
@@ -101,4 +117,20 @@ listener_destroy(struct ev_loop *loop, struct listener *l)
     ev_io_stop(loop, &l->io);
     net_close(l->fd, false);
     free(l);
+}
+
+/* Bounds the drain: a queue refilled as fast as it is drained must not
+ * hold the worker forever. */
+#define DRAIN_MAX (16 * ACCEPT_BATCH)
+
+void
+listener_drain_destroy(struct ev_loop *loop, struct listener *l)
+{
+    if (l == NULL)
+        return;
+    ev_io_stop(loop, &l->io);
+    for (int n = 0; n < DRAIN_MAX; n += ACCEPT_BATCH)
+        if (!listener_accept_some(loop, l, ACCEPT_BATCH))
+            break;
+    listener_destroy(loop, l);
 }

@@ -16,6 +16,7 @@
 #include "config.h"
 #include "dns.h"
 #include "log.h"
+#include "plane.h"
 #include "resolver.h"
 #include "runtime.h"
 #include "stats.h"
@@ -41,7 +42,9 @@ static const char usage_text[] =
     "  -V, --version       print the version and exit\n"
     "  -h, --help          print this help and exit\n"
     "\n"
-    "Runs in the foreground and logs to stderr. Signals: SIGTERM/SIGINT stop\n"
+    "Runs in the foreground and logs to stderr, with global.workers "
+    "event-loop\n"
+    "threads serving connections. Signals: SIGTERM/SIGINT stop\n"
     "gracefully (open connections get global.shutdown_timeout to finish);\n"
     "SIGHUP reloads the configuration (a bad file keeps the running one).\n"
     "Exit status: 0 clean stop, 1 configuration error, 2 runtime error at "
@@ -60,6 +63,8 @@ struct main_state {
     ev_timer drain;       /* checks open conns while stopping */
     const char *path;     /* configuration file */
     double stop_deadline; /* end of the graceful stop */
+    unsigned nworkers;    /* worker threads (global.workers resolved) */
+    int exit_code;        /* what main returns after the loop */
 };
 
 static void
@@ -88,14 +93,14 @@ drain_cb(struct ev_loop *loop, ev_timer *w, int revents)
     struct main_state *st = w->data;
 
     (void)revents;
-    if (st->rt->active_conns == 0) {
+    if (runtime_active_conns(st->rt) == 0) {
         log_info("all connections closed; exiting");
         ev_break(loop, EVBREAK_ALL);
         return;
     }
     if (ev_now(loop) >= st->stop_deadline) {
         log_warn("shutdown_timeout reached; closing %u connections",
-                 st->rt->active_conns);
+                 runtime_active_conns(st->rt));
         runtime_close_all(st->rt);
         ev_break(loop, EVBREAK_ALL);
         return;
@@ -116,7 +121,8 @@ stop_cb(struct ev_loop *loop, ev_signal *w, int revents)
         return;
     }
     log_info("signal %d: stopping (waiting up to %.0fs for %u connections)",
-             w->signum, st->rt->cfg->shutdown_timeout, st->rt->active_conns);
+             w->signum, st->rt->cfg->shutdown_timeout,
+             runtime_active_conns(st->rt));
     runtime_stop_listening(st->rt);
     st->stop_deadline = ev_now(loop) + st->rt->cfg->shutdown_timeout;
     /* Polling at 50 ms keeps the stop prompt without per-conn hooks. */
@@ -126,11 +132,21 @@ stop_cb(struct ev_loop *loop, ev_signal *w, int revents)
     ev_feed_event(loop, &st->drain, EV_TIMER);
 }
 
+static struct main_state *main_st; /* ready_cb's view of main's state */
+
 static void
 ready_cb(struct runtime *rt)
 {
-    runtime_start(rt);
-    log_info("ferry %s started (config %s)", PACKAGE_VERSION, rt->cfg->path);
+    char err[256];
+
+    if (runtime_start(rt, err, sizeof(err)) != 0) {
+        log_error("%s", err);
+        main_st->exit_code = EXIT_RUNTIME;
+        ev_break(main_st->loop, EVBREAK_ALL);
+        return;
+    }
+    log_info("ferry %s started (config %s, %u worker%s)", PACKAGE_VERSION,
+             rt->cfg->path, rt->nworkers, rt->nworkers == 1 ? "" : "s");
 }
 
 /* Opens (and closes) an access log path, so a reload can refuse a bad one
@@ -185,7 +201,8 @@ hup_cb(struct ev_loop *loop, ev_signal *w, int revents)
     }
     if (cfg->workers != rt->cfg->workers)
         log_warn("reload: global.workers changed; it takes effect only "
-                 "after a restart");
+                 "after a restart (still %u worker%s)",
+                 rt->nworkers, rt->nworkers == 1 ? "" : "s");
     if (!access_log_writable(cfg->access_log, err, sizeof(err)) ||
         stats_reload_prepare(st->stats, cfg, err, sizeof(err)) != 0 ||
         runtime_reload(rt, cfg, err, sizeof(err)) != 0) {
@@ -277,6 +294,10 @@ main(int argc, char **argv)
         config_free(cfg);
         return EXIT_RUNTIME;
     }
+    /* auto: as many workers as CPUs this process may run on. */
+    st.nworkers = cfg->workers ? cfg->workers : worker_cpus();
+    plane_init(st.loop, st.nworkers > 1);
+    main_st = &st;
     resolver_library_init();
     st.dns = dns_create(st.loop, cfg, err, sizeof(err));
     if (st.dns == NULL) {
@@ -285,7 +306,7 @@ main(int argc, char **argv)
         log_access_close();
         return EXIT_RUNTIME;
     }
-    st.rt = runtime_create(st.loop, cfg, st.dns, err, sizeof(err));
+    st.rt = runtime_create(st.loop, cfg, st.dns, st.nworkers, err, sizeof(err));
     if (st.rt == NULL) {
         log_error("%s", err);
         dns_destroy(st.dns);
@@ -325,9 +346,10 @@ main(int argc, char **argv)
     runtime_destroy(st.rt);
     dns_destroy(st.dns);
     config_free(cfg);
+    plane_deinit();
     buf_drain_free_list();
     log_access_close();
     ev_loop_destroy(st.loop);
     log_info("stopped");
-    return 0;
+    return st.exit_code;
 }

@@ -80,7 +80,7 @@ net_addr_set_port(struct sockaddr_storage *ss, uint16_t port)
 
 int
 net_listen(const struct sockaddr *addr, socklen_t len, const char *text,
-           int backlog, char *err, size_t errlen)
+           int backlog, bool reuseport, char *err, size_t errlen)
 {
     const char *call = "socket";
     int one = 1, fd, e;
@@ -89,6 +89,10 @@ net_listen(const struct sockaddr *addr, socklen_t len, const char *text,
     if (fd < 0)
         goto err;
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    call = "setsockopt SO_REUSEPORT";
+    if (reuseport &&
+        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0)
+        goto err;
     if (addr->sa_family == AF_INET6)
         /* [::]:PORT means IPv6 only; *:PORT is the IPv4 wildcard. */
         setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
@@ -106,6 +110,18 @@ err:
     if (fd >= 0)
         close(fd);
     return -1;
+}
+
+int
+net_listen_probe(const struct sockaddr *addr, socklen_t len, const char *text,
+                 char *err, size_t errlen)
+{
+    int fd = net_listen(addr, len, text, 1, false, err, errlen);
+
+    if (fd < 0)
+        return -1;
+    close(fd);
+    return 0;
 }
 
 enum net_accept_error

@@ -26,11 +26,22 @@ socklen_t net_addr_len(const struct sockaddr_storage *ss);
 
 /*
  * A non-blocking listening socket on addr (SO_REUSEADDR; an IPv6 address
- * listens on IPv6 only, so [::]:P and *:P can both be bound). Returns the
- * fd, or -1 with "cannot listen on TEXT: CALL: REASON" in err.
+ * listens on IPv6 only, so [::]:P and *:P can both be bound). With
+ * reuseport (one socket per worker) SO_REUSEPORT, so the kernel spreads
+ * connections over the sockets bound to addr. Returns the fd, or -1 with
+ * "cannot listen on TEXT: CALL: REASON" in err.
  */
 int net_listen(const struct sockaddr *addr, socklen_t len, const char *text,
-               int backlog, char *err, size_t errlen);
+               int backlog, bool reuseport, char *err, size_t errlen);
+
+/*
+ * Binds addr without SO_REUSEPORT and lets go at once: fails (message as
+ * net_listen's) when another socket holds the address, even one with
+ * SO_REUSEPORT, which the SO_REUSEPORT sockets that follow would
+ * otherwise join silently (a second ferry on the same port).
+ */
+int net_listen_probe(const struct sockaddr *addr, socklen_t len,
+                     const char *text, char *err, size_t errlen);
 
 /* What a failed accept4() means for the accept loop. */
 enum net_accept_error {

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "net.h"
+#include "plane.h"
 
 int
 pool_init(struct pool *p, const char *backend, double slow_start)
@@ -18,6 +19,7 @@ pool_init(struct pool *p, const char *backend, double slow_start)
     memset(p, 0, sizeof(*p));
     snprintf(p->backend, sizeof(p->backend), "%s", backend);
     p->slow_start = slow_start;
+    p->nloops = 1;
     return 0;
 }
 
@@ -48,7 +50,7 @@ pool_add_member(struct pool *p, size_t server, const char *server_spec,
         p->members = mm;
         p->cap = cap;
     }
-    m = calloc(1, sizeof(*m));
+    m = calloc(1, sizeof(*m) + p->nloops * sizeof(m->idle[0]));
     if (m == NULL)
         return NULL;
     m->pool = p;
@@ -60,7 +62,8 @@ pool_add_member(struct pool *p, size_t server, const char *server_spec,
     m->weight = weight;
     m->backup = backup;
     m->refs = 1;
-    list_init(&m->idle);
+    for (unsigned i = 0; i < p->nloops; i++)
+        list_init(&m->idle[i].conns);
     histogram_init(&m->resp_hist, &histogram_latency);
     m->index = p->n;
     p->members[p->n++] = m;
@@ -77,15 +80,32 @@ member_free(struct member *m)
 void
 member_ref(struct member *m)
 {
-    m->refs++;
+    PLANE_ADD(m->refs, 1);
 }
 
 void
 member_unref(struct member *m)
 {
-    assert(m->refs > 0);
-    if (--m->refs == 0)
+    /* The pool's reference goes last of all but connections': at zero the
+     * member is gone and nobody else can find it. */
+    unsigned was = __atomic_fetch_sub(&m->refs, 1, __ATOMIC_ACQ_REL);
+
+    assert(was > 0);
+    if (was == 1)
         member_free(m);
+}
+
+void
+member_take_counters(struct member *m, const struct member *o)
+{
+    m->stats.requests = PLANE_GET(o->stats.requests);
+    for (size_t i = 0;
+         i < sizeof(m->stats.responses) / sizeof(m->stats.responses[0]); i++)
+        m->stats.responses[i] = PLANE_GET(o->stats.responses[i]);
+    m->stats.connect_errors = PLANE_GET(o->stats.connect_errors);
+    m->stats.bytes_in = PLANE_GET(o->stats.bytes_in);
+    m->stats.bytes_out = PLANE_GET(o->stats.bytes_out);
+    histogram_copy(&m->resp_hist, &o->resp_hist);
 }
 
 void
@@ -101,7 +121,7 @@ pool_remove_member(struct pool *p, struct member *m)
     p->members[i]->index = i;
     p->n--;
     p->version++;
-    m->gone = true;
+    PLANE_SET(m->gone, true);
     m->up = false;
     m->pool = NULL;
     member_unref(m);

@@ -26,7 +26,10 @@
 struct balance;
 struct health_member;
 
-/* Per-member counters; plain increments on the data plane. */
+/*
+ * Per-member counters: every worker adds to them with relaxed atomics
+ * (PLANE_ADD), the stats endpoint reads them with PLANE_GET.
+ */
 struct member_stats {
     uint64_t requests;       /* http requests / tcp sessions */
     uint64_t responses[6];   /* by status class: [1]=1xx..[5]=5xx */
@@ -35,6 +38,17 @@ struct member_stats {
     uint64_t bytes_out;      /* bytes written to the member */
 };
 
+/* Idle keep-alive connections to a member on one worker loop. */
+struct member_idle {
+    struct list conns; /* struct upstream_conn, newest first */
+    unsigned n;        /* entries in conns */
+};
+
+/*
+ * A member. Control-plane fields (up, weight, balancer scratch, active)
+ * change under the plane lock; refs and gone are atomic, because workers
+ * take and drop references without it (docs/architecture.md, "Threads").
+ */
 struct member {
     struct pool *pool;                     /* owning pool; NULL once detached */
     size_t index;                          /* position in pool->members */
@@ -55,9 +69,9 @@ struct member {
     struct health_member *health; /* health state, NULL if none */
     struct member_stats stats;    /* counters */
     struct histogram resp_hist;   /* response times (http) */
-    /* upstream: keep-alive connections to this member, not in use */
-    struct list idle; /* struct upstream_conn, newest first */
-    unsigned idle_n;  /* entries in idle */
+    /* upstream: keep-alive connections to it not in use, one list per
+     * worker loop; only that loop's thread touches its entry */
+    struct member_idle idle[]; /* [pool->nloops] */
 };
 
 struct pool {
@@ -68,12 +82,14 @@ struct pool {
     double slow_start;                 /* seconds of weight ramp, 0 = off */
     struct balance *balance;           /* picker over members */
     uint64_t version;                  /* bumped on every membership change */
+    unsigned nloops;                   /* worker loops (idle lists each) */
     /* Called before a member leaves (removed or pool_deinit), so the
      * layers above (health) let go of what they hang on it. */
     void (*on_remove)(void *arg, struct member *m);
     void *hook_arg; /* on_remove's argument */
 };
 
+/* A pool for one worker loop; set p->nloops before adding members. */
 int pool_init(struct pool *p, const char *backend, double slow_start);
 /* Detaches every member (they are freed when unused) and frees the arrays. */
 void pool_deinit(struct pool *p);
@@ -98,6 +114,11 @@ int pool_apply_answer(struct pool *p, size_t server, const char *server_spec,
                       const struct sockaddr_storage *addrs, size_t naddrs,
                       uint16_t port, unsigned weight, bool backup);
 
+/*
+ * Reload: new member m (not yet seen by any worker) starts from o's
+ * counters, which workers may still be adding to.
+ */
+void member_take_counters(struct member *m, const struct member *o);
 void member_ref(struct member *m);
 void member_unref(struct member *m);
 

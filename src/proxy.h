@@ -15,10 +15,15 @@
 
 struct ev_loop;
 struct frontend;
+struct upstream_loop;
 
-/* What a proxy instance gets from whoever runs it. */
+/*
+ * What a proxy instance gets from whoever runs it. There is one instance
+ * per mode on each worker loop; conn_closed may be called on any of them.
+ */
 struct proxy_env {
-    struct ev_loop *loop; /* the loop its connections run on */
+    struct ev_loop *loop;     /* the loop its connections run on */
+    struct upstream_loop *up; /* upstream's state on that loop */
     /* A client connection closed (max_connections accounting). */
     void (*conn_closed)(void *arg);
     void *arg; /* conn_closed's argument */

@@ -59,6 +59,7 @@
 #include "http_parser.h"
 #include "log.h"
 #include "net.h"
+#include "plane.h"
 #include "tls.h"
 #include "upstream.h"
 
@@ -72,7 +73,6 @@ struct proxy_http {
     struct proxy_env env;        /* loop, accounting hook */
     struct list conns;           /* open client connections */
     struct list closed;          /* closed, freed by reap */
-    struct upstream_idle idle;   /* idle member connections */
     struct log_limit socket_log; /* no socket for a member conn */
     bool stopping;               /* graceful stop: no keep-alive */
 };
@@ -279,8 +279,8 @@ hc_close(struct http_conn *c, const char *why, bool reset)
     hbuf_put(&c->sout);
     hbuf_put(&c->sin);
     hbuf_put(&c->cout);
-    assert(c->fe->stats.active > 0);
-    c->fe->stats.active--;
+    assert(PLANE_GET(c->fe->stats.active) > 0);
+    PLANE_SUB(c->fe->stats.active, 1);
     hc_set_phase(c, HC_CLOSED);
 
     list_del(&c->link);
@@ -605,7 +605,7 @@ hc_attach(struct http_conn *c, struct upstream_conn *mc)
         net_nodelay(mc->fd);
     mc->writable = true;
     if (!c->rq.retried)
-        c->up.member->stats.requests++;
+        PLANE_ADD(c->up.member->stats.requests, 1);
 }
 
 static void
@@ -642,7 +642,7 @@ hc_connect(struct http_conn *c)
     case UPSTREAM_CONNECTING:
         break;
     }
-    c->mc = upstream_conn_new(&c->ph->idle, m, fd, mconn_cb, c);
+    c->mc = upstream_conn_new(c->ph->env.up, m, fd, mconn_cb, c);
     if (c->mc == NULL) {
         net_close(fd, false);
         hc_error(c, 503, "out of memory", BALANCE_ABORTED);
@@ -703,7 +703,7 @@ hc_dispatch(struct http_conn *c)
     memcpy(c->log.member, m->addr_text, sizeof(c->log.member));
     log_debug("frontend %s: %s: %s %s to %s", c->fe->name, c->peer_text,
               c->log.method, c->log.target, m->addr_text);
-    mc = upstream_idle_take(&c->ph->idle, m, mconn_cb, c);
+    mc = upstream_idle_take(c->ph->env.up, m, mconn_cb, c);
     if (mc != NULL) {
         hc_attach(c, mc);
         return;
@@ -773,7 +773,7 @@ response_ready(struct http_conn *c)
     c->rq.t_resp = ev_now(c->ph->env.loop);
     if (c->rq.t_sent > 0)
         proxy_http_observe(m, c->rq.t_resp - c->rq.t_sent);
-    m->stats.responses[st / 100 < 6 ? st / 100 : 5]++;
+    PLANE_ADD(m->stats.responses[st / 100 < 6 ? st / 100 : 5], 1);
     c->rq.status = (uint16_t)st;
     c->rq.resp_final = true;
     /* The request head can no longer be retried: give its buffer back. */
@@ -1008,7 +1008,7 @@ server_write(struct http_conn *c)
     }
     c->s_last = ev_now(c->ph->env.loop);
     c->rq.req_sent += (uint64_t)n;
-    c->up.member->stats.bytes_out += (uint64_t)n;
+    PLANE_ADD(c->up.member->stats.bytes_out, (uint64_t)n);
     k = (size_t)n < a ? (size_t)n : a;
     c->sout.start += k;
     if (k == a && a > 0 && c->rq.t_sent == 0)
@@ -1058,7 +1058,7 @@ server_read(struct http_conn *c)
         in->end += (size_t)n;
         c->s_last = ev_now(c->ph->env.loop);
         c->rq.resp_bytes += (uint64_t)n;
-        c->up.member->stats.bytes_in += (uint64_t)n;
+        PLANE_ADD(c->up.member->stats.bytes_in, (uint64_t)n);
         if (!c->rq.resp_final)
             parse_response(c);
         else if (http_conn_flow_scan(&c->rq.rsf, in) != 0)
@@ -1361,7 +1361,7 @@ proxy_http_accept(void *proxy, struct frontend *fe, int fd,
     frontend_ref(fe);
     c->be = fe->backend;
     backend_ref(c->be);
-    upstream_req_init(&c->up, c->be, hc_woken, c);
+    upstream_req_init(&c->up, c->be, ph->env.up, hc_woken, c);
     c->phase = fe->tls != NULL ? HC_HANDSHAKE : HC_HEAD;
     c->t_accept = c->t_req = c->c_last = c->idle_since = ev_now(ph->env.loop);
     memcpy(&c->peer, peer, peerlen);
@@ -1376,8 +1376,8 @@ proxy_http_accept(void *proxy, struct frontend *fe, int fd,
     net_nodelay(fd);
 
     list_add(&ph->conns, &c->link);
-    fe->stats.connections_total++;
-    fe->stats.active++;
+    PLANE_ADD(fe->stats.connections_total, 1);
+    PLANE_ADD(fe->stats.active, 1);
     hc_run(c);
     return;
 fail:
@@ -1395,7 +1395,6 @@ proxy_http_create(const struct proxy_env *env)
     ph->env = *env;
     list_init(&ph->conns);
     list_init(&ph->closed);
-    upstream_idle_init(&ph->idle, env->loop);
     return ph;
 }
 
@@ -1406,14 +1405,14 @@ proxy_http_stop(void *proxy)
     struct list *l, *tmp;
 
     ph->stopping = true;
-    ph->idle.closing = true;
+    ph->env.up->closing = true;
     list_for_each_safe (l, tmp, &ph->conns) {
         struct http_conn *c = container_of(l, struct http_conn, link);
         if ((c->phase == HC_HEAD && !c->req_started) ||
             c->phase == HC_HANDSHAKE)
             hc_close(c, "shutdown", false);
     }
-    upstream_idle_close_all(&ph->idle);
+    upstream_idle_close_all(ph->env.up);
 }
 
 static void
@@ -1439,7 +1438,7 @@ proxy_http_close_all(void *proxy)
 
     while ((l = list_first(&ph->conns)) != NULL)
         hc_close(container_of(l, struct http_conn, link), "shutdown", false);
-    upstream_idle_close_all(&ph->idle);
+    upstream_idle_close_all(ph->env.up);
     proxy_http_reap(ph);
 }
 
@@ -1449,7 +1448,6 @@ proxy_http_destroy(void *proxy)
     struct proxy_http *ph = proxy;
 
     proxy_http_close_all(ph);
-    upstream_idle_deinit(&ph->idle);
     free(ph);
 }
 

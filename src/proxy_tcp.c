@@ -25,6 +25,7 @@
 #include "frontend.h"
 #include "log.h"
 #include "net.h"
+#include "plane.h"
 
 static void proxy_tcp_connect_next(struct conn *c);
 static void conn_arm_timer(struct conn *c, double after);
@@ -384,7 +385,7 @@ conn_tunnel(struct conn *c)
     ev_io_set(&c->server.rio, c->server.fd, EV_READ);
     ev_io_set(&c->server.wio, c->server.fd, EV_WRITE);
     net_nodelay(c->server.fd);
-    c->up.member->stats.requests++;
+    PLANE_ADD(c->up.member->stats.requests, 1);
     c->client.last = c->server.last = now;
 
     if (c->fe->cfg.proxy_protocol != PROXY_PROTOCOL_OFF) {
@@ -528,7 +529,7 @@ proxy_tcp_accept(void *proxy, struct frontend *fe, int fd,
     memcpy(&c->peer, peer, peerlen);
     c->peerlen = peerlen;
     net_addr_format(peer, c->peer_text, sizeof(c->peer_text));
-    upstream_req_init(&c->up, c->be, proxy_tcp_woken, c);
+    upstream_req_init(&c->up, c->be, set->env.up, proxy_tcp_woken, c);
     c->client.fd = fd;
     c->server.fd = -1;
     c->client.pipe[0] = c->client.pipe[1] = -1;
@@ -541,8 +542,8 @@ proxy_tcp_accept(void *proxy, struct frontend *fe, int fd,
     net_nodelay(fd);
 
     list_add(&set->open, &c->link);
-    fe->stats.connections_total++;
-    fe->stats.active++;
+    PLANE_ADD(fe->stats.connections_total, 1);
+    PLANE_ADD(fe->stats.active, 1);
     proxy_tcp_connect_next(c);
 }
 

@@ -18,29 +18,62 @@
 #include "listener.h"
 #include "log.h"
 #include "proxy.h"
+#include "upstream.h"
+#include "worker.h"
 
 struct dns;
 
 /* Proxy modes, indexed by enum config_mode. */
 #define RUNTIME_MODES 2
 
+struct runtime;
+
+/*
+ * One worker's share of the runtime: its loop (and thread), the proxy
+ * instances and listeners on it, and its side of the accept limits. Only
+ * its own thread touches it, except the atomic fields.
+ */
+struct runtime_worker {
+    struct worker w;                    /* thread and loop */
+    struct runtime *rt;                 /* owner */
+    struct upstream_loop up;            /* upstream's state on w.loop */
+    void *proxies[RUNTIME_MODES];       /* instances on w.loop, by mode */
+    struct list listeners;              /* struct listener on w.loop */
+    struct listener_hooks accept_hooks; /* its listeners' limits */
+    ev_check reaper;                    /* frees closed connections */
+    ev_timer accept_retry;              /* resumes accepting after EMFILE */
+    ev_async resume;                    /* a slot freed up elsewhere */
+    bool accept_paused;                 /* listeners stopped */
+    bool maxconn_wait;                  /* paused at max_connections (atomic) */
+    struct log_limit accept_log;        /* accept failures (EMFILE...) */
+    struct log_limit maxconn_log;       /* max_connections reached */
+    unsigned conns; /* client connections open (atomic; worker gauge) */
+};
+
+/* A member of a kept backend whose idle connections a new one takes. */
+struct runtime_carry {
+    struct member *from; /* old member (ref held) */
+    struct member *to;   /* new member, same address (ref held) */
+};
+
 struct runtime {
-    struct ev_loop *loop;        /* the one event loop */
-    struct config *cfg;          /* configuration in force */
-    struct frontend **frontends; /* in config order */
-    size_t nfrontends;           /* entries in frontends */
-    struct backend **backends;   /* in config order */
-    size_t nbackends;            /* entries in backends */
-    unsigned active_conns;       /* client connections open */
+    struct ev_loop *loop;           /* the control loop */
+    struct config *cfg;             /* configuration in force */
+    struct frontend **frontends;    /* in config order */
+    size_t nfrontends;              /* entries in frontends */
+    struct backend **backends;      /* in config order */
+    size_t nbackends;               /* entries in backends */
+    struct runtime_worker *workers; /* [nworkers] */
+    struct worker **wlist;          /* their workers */
+    unsigned nworkers;              /* global.workers */
+    unsigned active_conns;          /* client connections open (atomic) */
+    unsigned max_conns;             /* max_connections in force (atomic) */
+    unsigned npaused;               /* workers waiting for a slot (atomic) */
+    bool stopping;                  /* graceful stop in progress (atomic) */
     const struct proxy_ops *proxy_ops[RUNTIME_MODES]; /* by config mode */
-    void *proxies[RUNTIME_MODES];         /* their instances on loop */
-    struct listener_hooks accept_hooks;   /* accept limits of every listener */
-    ev_check reaper;                      /* frees closed connections */
-    ev_timer accept_retry;                /* resumes accepting after EMFILE */
-    bool accept_paused;                   /* listeners stopped */
-    struct log_limit accept_log;          /* accept failures (EMFILE...) */
-    struct log_limit maxconn_log;         /* max_connections reached */
-    bool stopping;                        /* graceful stop in progress */
+    struct runtime_carry *carry;          /* reload: idle connections */
+    size_t ncarry, carry_cap;             /* entries, room in carry */
+    unsigned listen_mark;                 /* reload generation */
     struct dns *dns;                      /* shared DNS plane */
     size_t dns_pending;                   /* names unresolved at start-up */
     void (*ready_cb)(struct runtime *rt); /* runtime_prepare's callback */
@@ -51,11 +84,14 @@ struct runtime {
 };
 
 /*
- * Builds frontends, backends and pools from cfg and binds the listeners
- * (not yet accepting). On failure returns NULL with a message in err.
+ * Builds frontends, backends and pools from cfg, and nworkers workers
+ * (threads when more than one, not started yet) with their listeners
+ * bound (not yet accepting). On failure returns NULL with a message in
+ * err.
  */
 struct runtime *runtime_create(struct ev_loop *loop, struct config *cfg,
-                               struct dns *dns, char *err, size_t errlen);
+                               struct dns *dns, unsigned nworkers, char *err,
+                               size_t errlen);
 /*
  * Start-up before accepting (docs/operations.md): resolves every backend
  * name (bounded by resolver.startup_timeout; a name still unresolved keeps
@@ -63,12 +99,21 @@ struct runtime *runtime_create(struct ev_loop *loop, struct config *cfg,
  * checks (bounded by the longest health_timeout), then calls ready_cb.
  */
 void runtime_prepare(struct runtime *rt, void (*ready_cb)(struct runtime *));
-/* Starts accepting on every listener. */
-void runtime_start(struct runtime *rt);
+/*
+ * Starts accepting on every listener and the worker threads. -1 with a
+ * message in err when a thread cannot be started.
+ */
+int runtime_start(struct runtime *rt, char *err, size_t errlen);
+/* Client connections open on every worker. */
+unsigned runtime_active_conns(const struct runtime *rt);
+/* fe's listener for its listen line j (worker 0's), NULL when closed. */
+const struct listener *runtime_listener(const struct runtime *rt,
+                                        const struct frontend *fe, size_t j);
 /* Stops accepting and closes the listening sockets (graceful stop). */
 void runtime_stop_listening(struct runtime *rt);
 /* Closes every open connection at once (end of a graceful stop). */
 void runtime_close_all(struct runtime *rt);
+/* Stops and joins the worker threads, then frees everything. */
 void runtime_destroy(struct runtime *rt);
 /*
  * Takes cfg over atomically (docs/operations.md, reload): listeners on

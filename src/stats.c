@@ -22,6 +22,7 @@
 #include "listener.h"
 #include "log.h"
 #include "net.h"
+#include "plane.h"
 #include "runtime.h"
 #include "stats_server.h"
 #include "strbuf.h"
@@ -71,6 +72,8 @@ struct stats {
       "Entries in the DNS cache (one per name and family).")                   \
     X(RELOADS, "ferry_config_reloads_total", "counter",                        \
       "Configuration reloads by result.")                                      \
+    X(WORKER_CONN, "ferry_worker_connections", "gauge",                        \
+      "Client connections open on each worker thread.")                        \
     X(BUILD_INFO, "ferry_build_info", "gauge",                                 \
       "Always 1; the version is a label.")
 
@@ -147,7 +150,7 @@ emit_requests(struct strbuf *sb, const struct member *m, struct strbuf_label *l,
 {
     (void)arg;
     strbuf_prom_sample_u64(sb, stats_metrics[M_SERVER_REQ].name, l, n,
-                           m->stats.requests);
+                           PLANE_GET(m->stats.requests));
 }
 
 static void
@@ -158,7 +161,7 @@ emit_responses(struct strbuf *sb, const struct member *m,
     for (int c = 1; c <= 5; c++) {
         l[n] = (struct strbuf_label){"code", stats_classes[c]};
         strbuf_prom_sample_u64(sb, stats_metrics[M_SERVER_RESP].name, l, n + 1,
-                               m->stats.responses[c]);
+                               PLANE_GET(m->stats.responses[c]));
     }
 }
 
@@ -199,7 +202,7 @@ emit_connerr(struct strbuf *sb, const struct member *m, struct strbuf_label *l,
 {
     (void)arg;
     strbuf_prom_sample_u64(sb, stats_metrics[M_SERVER_CONNERR].name, l, n,
-                           m->stats.connect_errors);
+                           PLANE_GET(m->stats.connect_errors));
 }
 
 static void
@@ -217,9 +220,11 @@ static void
 emit_resp_hist(struct strbuf *sb, const struct member *m,
                struct strbuf_label *l, size_t n, void *arg)
 {
+    struct histogram h;
+
     (void)arg;
-    histogram_render_prom(&m->resp_hist, sb,
-                          stats_metrics[M_SERVER_RESP_SEC].name, l, n);
+    histogram_copy(&h, &m->resp_hist);
+    histogram_render_prom(&h, sb, stats_metrics[M_SERVER_RESP_SEC].name, l, n);
 }
 
 static const struct {
@@ -248,13 +253,14 @@ stats_render_metrics(struct strbuf *sb, const char **ctype, void *arg)
     for (size_t i = 0; i < rt->nfrontends; i++) {
         struct strbuf_label l = {"frontend", rt->frontends[i]->name};
         strbuf_prom_sample_u64(sb, stats_metrics[M_FRONTEND_CONN].name, &l, 1,
-                               rt->frontends[i]->stats.connections_total);
+                               PLANE_GET(
+                                   rt->frontends[i]->stats.connections_total));
     }
     header(sb, M_FRONTEND_ACTIVE);
     for (size_t i = 0; i < rt->nfrontends; i++) {
         struct strbuf_label l = {"frontend", rt->frontends[i]->name};
         strbuf_prom_sample_u64(sb, stats_metrics[M_FRONTEND_ACTIVE].name, &l, 1,
-                               rt->frontends[i]->stats.active);
+                               PLANE_GET(rt->frontends[i]->stats.active));
     }
     for (size_t k = 0;
          k < sizeof(stats_member_metrics) / sizeof(stats_member_metrics[0]);
@@ -309,6 +315,14 @@ stats_render_metrics(struct strbuf *sb, const char **ctype, void *arg)
         strbuf_prom_sample_u64(sb, stats_metrics[M_RELOADS].name, &fail, 1,
                                rt->reloads_fail);
     }
+    header(sb, M_WORKER_CONN);
+    for (unsigned k = 0; k < rt->nworkers; k++) {
+        char id[16];
+        struct strbuf_label l = {"worker", id};
+        snprintf(id, sizeof(id), "%u", k);
+        strbuf_prom_sample_u64(sb, stats_metrics[M_WORKER_CONN].name, &l, 1,
+                               PLANE_GET(rt->workers[k].conns));
+    }
     header(sb, M_BUILD_INFO);
     {
         struct strbuf_label l = {"version", PACKAGE_VERSION};
@@ -361,6 +375,7 @@ static void
 json_member(struct strbuf *sb, const struct member *m)
 {
     const struct health_counters *hc = health_member_counters(m);
+    struct histogram h;
 
     strbuf_putc(sb, '{');
     json_kv_str(sb, "server", m->server_spec, true);
@@ -371,17 +386,19 @@ json_member(struct strbuf *sb, const struct member *m)
     json_key(sb, "backup");
     strbuf_puts(sb, m->backup ? "true," : "false,");
     json_kv_u64(sb, "active_connections", m->active, true);
-    json_kv_u64(sb, "requests", m->stats.requests, true);
+    json_kv_u64(sb, "requests", PLANE_GET(m->stats.requests), true);
     json_key(sb, "responses");
     strbuf_putc(sb, '{');
     for (int c = 1; c <= 5; c++)
-        json_kv_u64(sb, stats_classes[c], m->stats.responses[c], c < 5);
+        json_kv_u64(sb, stats_classes[c], PLANE_GET(m->stats.responses[c]),
+                    c < 5);
     strbuf_puts(sb, "},");
-    json_kv_u64(sb, "connect_errors", m->stats.connect_errors, true);
-    json_kv_double(sb, "response_p50_seconds",
-                   histogram_quantile(&m->resp_hist, 0.5), true);
-    json_kv_double(sb, "response_p99_seconds",
-                   histogram_quantile(&m->resp_hist, 0.99), true);
+    json_kv_u64(sb, "connect_errors", PLANE_GET(m->stats.connect_errors), true);
+    histogram_copy(&h, &m->resp_hist);
+    json_kv_double(sb, "response_p50_seconds", histogram_quantile(&h, 0.5),
+                   true);
+    json_kv_double(sb, "response_p99_seconds", histogram_quantile(&h, 0.99),
+                   true);
     json_key(sb, "health");
     strbuf_putc(sb, '{');
     json_kv_u64(sb, "checks_passed", hc ? hc->checks_passed : 0, true);
@@ -473,14 +490,17 @@ stats_render_json(struct strbuf *sb, const char **ctype, void *arg)
         json_kv_str(sb, "backend", fe->backend->name, true);
         json_key(sb, "listen");
         strbuf_putc(sb, '[');
-        for (size_t j = 0; j < fe->nlisteners; j++) {
+        for (size_t j = 0; runtime_listener(rt, fe, j) != NULL; j++) {
             if (j > 0)
                 strbuf_putc(sb, ',');
-            strbuf_append_json_string(sb, fe->listeners[j]->addr.text);
+            strbuf_append_json_string(sb,
+                                      runtime_listener(rt, fe, j)->addr.text);
         }
         strbuf_puts(sb, "],");
-        json_kv_u64(sb, "connections_total", fe->stats.connections_total, true);
-        json_kv_u64(sb, "active_connections", fe->stats.active, false);
+        json_kv_u64(sb, "connections_total",
+                    PLANE_GET(fe->stats.connections_total), true);
+        json_kv_u64(sb, "active_connections", PLANE_GET(fe->stats.active),
+                    false);
         strbuf_putc(sb, '}');
     }
     strbuf_puts(sb, "],");
@@ -560,8 +580,12 @@ static void
 html_member_row(struct strbuf *sb, const struct member *m)
 {
     const struct health_counters *hc = health_member_counters(m);
-    double p50 = histogram_quantile(&m->resp_hist, 0.5);
-    double p99 = histogram_quantile(&m->resp_hist, 0.99);
+    struct histogram h;
+    double p50, p99;
+
+    histogram_copy(&h, &m->resp_hist);
+    p50 = histogram_quantile(&h, 0.5);
+    p99 = histogram_quantile(&h, 0.99);
 
     strbuf_printf(sb, "<tr class=\"%s\"><td>", m->up ? "up" : "down");
     html_text(sb, m->server_spec);
@@ -574,9 +598,10 @@ html_member_row(struct strbuf *sb, const struct member *m)
                   "</td><td class=\"n\">%u</td><td class=\"n\">%u</td>"
                   "<td class=\"n\">%llu</td><td class=\"n\">%llu</td>"
                   "<td class=\"n\">%llu</td>",
-                  m->weight, m->active, (unsigned long long)m->stats.requests,
-                  (unsigned long long)m->stats.responses[5],
-                  (unsigned long long)m->stats.connect_errors);
+                  m->weight, m->active,
+                  (unsigned long long)PLANE_GET(m->stats.requests),
+                  (unsigned long long)PLANE_GET(m->stats.responses[5]),
+                  (unsigned long long)PLANE_GET(m->stats.connect_errors));
     if (isnan(p50))
         strbuf_puts(sb, "<td class=\"n muted\">-</td><td class=\"n "
                         "muted\">-</td>");
@@ -648,18 +673,19 @@ stats_render_html(struct strbuf *sb, const char **ctype, void *arg)
         html_text(sb, fe->name);
         strbuf_printf(sb, "</td><td>%s</td><td>",
                       config_mode_name(fe->cfg.mode));
-        for (size_t j = 0; j < fe->nlisteners; j++) {
+        for (size_t j = 0; runtime_listener(rt, fe, j) != NULL; j++) {
             if (j > 0)
                 strbuf_puts(sb, ", ");
-            html_text(sb, fe->listeners[j]->addr.text);
+            html_text(sb, runtime_listener(rt, fe, j)->addr.text);
         }
         strbuf_puts(sb, "</td><td>");
         html_text(sb, fe->backend->name);
         strbuf_printf(sb,
                       "</td><td class=\"n\">%u</td><td class=\"n\">%llu"
                       "</td></tr>\n",
-                      fe->stats.active,
-                      (unsigned long long)fe->stats.connections_total);
+                      PLANE_GET(fe->stats.active),
+                      (unsigned long long)PLANE_GET(
+                          fe->stats.connections_total));
     }
     strbuf_puts(sb, "</table>\n");
 

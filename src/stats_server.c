@@ -543,7 +543,7 @@ stats_server_create(struct ev_loop *loop, const struct sockaddr *addr,
     int fd;
 
     net_addr_format(addr, text, sizeof(text));
-    fd = net_listen(addr, len, text, 128, lerr, sizeof(lerr));
+    fd = net_listen(addr, len, text, 128, false, lerr, sizeof(lerr));
     if (fd < 0) {
         snprintf(err, errlen, "stats listener: %s", lerr);
         return NULL;

@@ -11,6 +11,7 @@
 
 #include "health.h"
 #include "net.h"
+#include "plane.h"
 
 /* Idle keep-alive connections kept per member, and for how long. */
 #define IDLE_MAX_PER_MEMBER 512
@@ -21,6 +22,11 @@
 /* ---------------------------------------------------------------------- */
 /* Pick or wait                                                            */
 
+/*
+ * A resolution the request waits on completed (on the control thread,
+ * plane lock held): pools were updated before waiters woke, so the owner
+ * just picks again, on its own loop.
+ */
 static void
 upstream_dns_woken(struct dns_cache_waiter *w, enum dns_cache_wake why,
                    const struct dns_cache_entry *e)
@@ -29,27 +35,67 @@ upstream_dns_woken(struct dns_cache_waiter *w, enum dns_cache_wake why,
 
     (void)why;
     (void)e;
-    /* Pools were updated before waiters woke: the owner just picks again. */
-    if (u->waiting && u->woken != NULL)
-        u->woken(u->arg);
+    if (!u->waiting || u->woken == NULL || list_linked(&u->wlink))
+        return;
+    list_add_tail(&u->ul->woken, &u->wlink);
+    ev_async_send(u->ul->loop, &u->ul->wake);
+}
+
+/* On the worker's loop: runs the owners of the woken requests. */
+static void
+upstream_wake_cb(struct ev_loop *loop, ev_async *a, int revents)
+{
+    struct upstream_loop *ul = container_of(a, struct upstream_loop, wake);
+    struct list *l;
+
+    (void)loop;
+    (void)revents;
+    plane_lock();
+    while ((l = list_first(&ul->woken)) != NULL) {
+        struct upstream_req *u = container_of(l, struct upstream_req, wlink);
+        list_del(l);
+        /* Unlocked: the owner picks again, which takes the lock itself.
+         * Only this thread parks or cancels u, so it stays as it is. */
+        plane_unlock();
+        if (u->waiting)
+            u->woken(u->arg);
+        plane_lock();
+    }
+    plane_unlock();
 }
 
 void
 upstream_req_init(struct upstream_req *u, struct backend *be,
-                  void (*woken)(void *arg), void *arg)
+                  struct upstream_loop *ul, void (*woken)(void *arg), void *arg)
 {
     memset(u, 0, sizeof(*u));
     u->be = be;
+    u->ul = ul;
     u->woken = woken;
     u->arg = arg;
+    list_init(&u->wlink);
     dns_cache_waiter_init(&u->dnswait, upstream_dns_woken, u);
+}
+
+/* Stops waiting, plane lock held. */
+static void
+upstream_unpark(struct upstream_req *u)
+{
+    dns_cache_cancel(&u->dnswait);
+    list_del(&u->wlink);
+    u->waiting = false;
 }
 
 void
 upstream_req_cancel(struct upstream_req *u)
 {
-    dns_cache_cancel(&u->dnswait);
-    u->waiting = false;
+    /* Only a waiting request is parked anywhere: the common case takes no
+     * lock. */
+    if (!u->waiting)
+        return;
+    plane_lock();
+    upstream_unpark(u);
+    plane_unlock();
 }
 
 void
@@ -62,9 +108,9 @@ upstream_req_reset(struct upstream_req *u)
 }
 
 /*
- * The pool has no member to give: wait (bounded by timeout_connect from the
- * first pick that found nothing) when a name has a resolution in flight or
- * new members still wait for their first check.
+ * The pool has no member to give (plane lock held): wait (bounded by
+ * timeout_connect from the first pick that found nothing) when a name has
+ * a resolution in flight or new members still wait for their first check.
  */
 static bool
 upstream_wait(struct upstream_req *u, double now)
@@ -73,7 +119,7 @@ upstream_wait(struct upstream_req *u, double now)
         u->wait_started = now;
     if (!backend_wait_pool(u->be, &u->dnswait, u->wait_started, now,
                            &u->retry_at)) {
-        upstream_req_cancel(u);
+        upstream_unpark(u);
         return false;
     }
     u->waiting = true;
@@ -84,6 +130,7 @@ enum upstream_pick
 upstream_pick(struct upstream_req *u, const struct balance_ctx *key, double now)
 {
     struct balance_ctx ctx = {0};
+    enum upstream_pick r = UPSTREAM_PICKED;
     struct member *m;
 
     assert(u->member == NULL);
@@ -95,20 +142,27 @@ upstream_pick(struct upstream_req *u, const struct balance_ctx *key, double now)
         ctx = *key;
     ctx.tried = &u->tried;
     ctx.now = now;
+    /* Pools, balancers and the DNS cache are the control plane's. */
+    plane_lock();
     m = balance_pick(u->be->pool.balance, &ctx);
     if (m == NULL) {
         /* Only the first pick waits: a retry has seen members already. */
-        if (u->attempts == 0 && upstream_wait(u, now))
-            return UPSTREAM_WAIT;
-        upstream_req_cancel(u);
-        return UPSTREAM_NONE;
+        if (u->attempts == 0 && upstream_wait(u, now)) {
+            r = UPSTREAM_WAIT;
+        } else {
+            upstream_unpark(u);
+            r = UPSTREAM_NONE;
+        }
+    } else {
+        if (u->waiting)
+            upstream_unpark(u);
+        /* Counts the lookup and lets an expired answer start its refresh. */
+        backend_dns_lookup(u->be, NULL);
+        u->member = m;
+        u->attempts++;
     }
-    upstream_req_cancel(u);
-    /* Counts the lookup and lets an expired answer start its refresh. */
-    backend_dns_lookup(u->be, NULL);
-    u->member = m;
-    u->attempts++;
-    return UPSTREAM_PICKED;
+    plane_unlock();
+    return r;
 }
 
 void
@@ -116,16 +170,23 @@ upstream_release(struct upstream_req *u, enum balance_outcome outcome,
                  double now)
 {
     struct member *m = u->member;
+    bool was_up;
 
     if (m == NULL)
         return;
     u->member = NULL;
+    plane_lock();
     /* The passive window may take the member out, which rebuilds the
      * balancer: keep m alive across both steps. */
     member_ref(m);
     balance_release(u->be->pool.balance, m, outcome);
+    was_up = m->up;
     health_passive_outcome(m, outcome, now);
+    /* Taken out: its cool-down timer is on the control loop. */
+    if (m->up != was_up)
+        plane_kick();
     member_unref(m);
+    plane_unlock();
 }
 
 void
@@ -136,7 +197,7 @@ upstream_failed(struct upstream_req *u, enum balance_outcome outcome,
 
     if (m == NULL)
         return;
-    m->stats.connect_errors++;
+    PLANE_ADD(m->stats.connect_errors, 1);
     balance_tried_add(&u->tried, m);
     upstream_release(u, outcome, now);
 }
@@ -196,24 +257,31 @@ upstream_probe_connect(const struct member *m, int *fd)
 /* Idle keep-alive connections                                             */
 
 void
-upstream_idle_init(struct upstream_idle *ui, struct ev_loop *loop)
+upstream_loop_init(struct upstream_loop *ul, struct ev_loop *loop,
+                   unsigned index)
 {
-    memset(ui, 0, sizeof(*ui));
-    ui->loop = loop;
-    list_init(&ui->all);
-    list_init(&ui->spare);
+    memset(ul, 0, sizeof(*ul));
+    ul->loop = loop;
+    ul->index = index;
+    list_init(&ul->all);
+    list_init(&ul->spare);
+    list_init(&ul->woken);
+    ev_async_init(&ul->wake, upstream_wake_cb);
+    ev_async_start(loop, &ul->wake);
+    /* Waiting for wake-ups must not keep a stopping loop alive. */
+    ev_unref(loop);
 }
 
 struct upstream_conn *
-upstream_conn_new(struct upstream_idle *ui, struct member *m, int fd,
+upstream_conn_new(struct upstream_loop *ul, struct member *m, int fd,
                   void (*cb)(struct ev_loop *, ev_io *, int), void *owner)
 {
     struct upstream_conn *uc;
-    struct list *l = list_first(&ui->spare);
+    struct list *l = list_first(&ul->spare);
 
     if (l != NULL) {
         list_del(l);
-        ui->nspare--;
+        ul->nspare--;
         uc = container_of(l, struct upstream_conn, glink);
     } else if ((uc = malloc(sizeof(*uc))) == NULL) {
         return NULL;
@@ -221,7 +289,7 @@ upstream_conn_new(struct upstream_idle *ui, struct member *m, int fd,
     memset(uc, 0, sizeof(*uc));
     uc->fd = fd;
     uc->m = m;
-    uc->ui = ui;
+    uc->ul = ul;
     uc->owner = owner;
     list_init(&uc->mlink);
     list_init(&uc->glink);
@@ -236,29 +304,29 @@ upstream_conn_new(struct upstream_idle *ui, struct member *m, int fd,
 static void
 upstream_idle_unlink(struct upstream_conn *uc)
 {
-    assert(uc->idle && uc->m->idle_n > 0);
+    assert(uc->idle && uc->m->idle[uc->ul->index].n > 0);
     list_del(&uc->mlink);
     list_del(&uc->glink);
     uc->idle = false;
-    uc->m->idle_n--;
+    uc->m->idle[uc->ul->index].n--;
 }
 
 void
 upstream_conn_close(struct upstream_conn *uc, bool reset)
 {
-    struct upstream_idle *ui = uc->ui;
+    struct upstream_loop *ul = uc->ul;
 
     if (uc->idle)
         upstream_idle_unlink(uc);
-    ev_io_stop(ui->loop, &uc->io);
-    ev_timer_stop(ui->loop, &uc->idle_timer);
+    ev_io_stop(ul->loop, &uc->io);
+    ev_timer_stop(ul->loop, &uc->idle_timer);
     net_close(uc->fd, reset);
     uc->fd = -1;
     member_unref(uc->m);
     uc->m = NULL;
-    if (ui->nspare < SPARE_MAX) {
-        list_add(&ui->spare, &uc->glink);
-        ui->nspare++;
+    if (ul->nspare < SPARE_MAX) {
+        list_add(&ul->spare, &uc->glink);
+        ul->nspare++;
     } else {
         free(uc);
     }
@@ -285,41 +353,42 @@ upstream_idle_io_cb(struct ev_loop *loop, ev_io *w, int revents)
 void
 upstream_idle_put(struct upstream_conn *uc)
 {
-    struct upstream_idle *ui = uc->ui;
+    struct upstream_loop *ul = uc->ul;
     struct member *m = uc->m;
+    struct member_idle *mi = &m->idle[ul->index];
 
     uc->owner = NULL;
-    if (m->gone || m->idle_n >= IDLE_MAX_PER_MEMBER || ui->closing) {
+    if (PLANE_GET(m->gone) || mi->n >= IDLE_MAX_PER_MEMBER || ul->closing) {
         upstream_conn_close(uc, false);
         return;
     }
     uc->idle = true;
     uc->reused = true;
-    list_add(&m->idle, &uc->mlink);
-    list_add(&ui->all, &uc->glink);
-    m->idle_n++;
+    list_add(&mi->conns, &uc->mlink);
+    list_add(&ul->all, &uc->glink);
+    mi->n++;
     uc->readable = false;
     ev_set_cb(&uc->io, upstream_idle_io_cb);
-    net_io_watch(ui->loop, &uc->io, EV_READ);
+    net_io_watch(ul->loop, &uc->io, EV_READ);
     ev_set_cb(&uc->idle_timer, upstream_idle_timer_cb);
     ev_timer_set(&uc->idle_timer, IDLE_TIMEOUT, 0);
-    ev_timer_start(ui->loop, &uc->idle_timer);
+    ev_timer_start(ul->loop, &uc->idle_timer);
 }
 
 struct upstream_conn *
-upstream_idle_take(struct upstream_idle *ui, struct member *m,
+upstream_idle_take(struct upstream_loop *ul, struct member *m,
                    void (*cb)(struct ev_loop *, ev_io *, int), void *owner)
 {
     struct list *l;
 
-    while ((l = list_first(&m->idle)) != NULL) {
+    while ((l = list_first(&m->idle[ul->index].conns)) != NULL) {
         struct upstream_conn *uc = container_of(l, struct upstream_conn, mlink);
-        if (m->gone) {
+        if (PLANE_GET(m->gone)) {
             upstream_conn_close(uc, false);
             continue;
         }
         upstream_idle_unlink(uc);
-        ev_timer_stop(ui->loop, &uc->idle_timer);
+        ev_timer_stop(ul->loop, &uc->idle_timer);
         /* The watcher stays as it is: the owner sets its events next. */
         ev_set_cb(&uc->io, cb);
         uc->owner = owner;
@@ -329,42 +398,47 @@ upstream_idle_take(struct upstream_idle *ui, struct member *m,
 }
 
 void
-upstream_idle_move(struct member *from, struct member *to)
+upstream_idle_move(struct upstream_loop *ul, struct member *from,
+                   struct member *to)
 {
+    struct member_idle *src = &from->idle[ul->index];
+    struct member_idle *dst = &to->idle[ul->index];
     struct list *l;
 
     /* Reload: the same address under a new member object keeps its warm
      * keep-alive connections. */
-    list_for_each (l, &from->idle) {
+    list_for_each (l, &src->conns) {
         struct upstream_conn *uc = container_of(l, struct upstream_conn, mlink);
         uc->m = to;
         member_ref(to);
         member_unref(from);
     }
-    list_splice(&to->idle, &from->idle);
-    to->idle_n += from->idle_n;
-    from->idle_n = 0;
+    list_splice(&dst->conns, &src->conns);
+    dst->n += src->n;
+    src->n = 0;
 }
 
 void
-upstream_idle_close_all(struct upstream_idle *ui)
+upstream_idle_close_all(struct upstream_loop *ul)
 {
     struct list *l;
 
-    while ((l = list_first(&ui->all)) != NULL)
+    while ((l = list_first(&ul->all)) != NULL)
         upstream_conn_close(container_of(l, struct upstream_conn, glink),
                             false);
 }
 
 void
-upstream_idle_deinit(struct upstream_idle *ui)
+upstream_loop_deinit(struct upstream_loop *ul)
 {
     struct list *l;
 
-    upstream_idle_close_all(ui);
-    while ((l = list_first(&ui->spare)) != NULL) {
+    ev_ref(ul->loop);
+    ev_async_stop(ul->loop, &ul->wake);
+    upstream_idle_close_all(ul);
+    while ((l = list_first(&ul->spare)) != NULL) {
         list_del(l);
         free(container_of(l, struct upstream_conn, glink));
     }
-    ui->nspare = 0;
+    ul->nspare = 0;
 }

@@ -42,9 +42,12 @@ enum upstream_pick {
     UPSTREAM_EXHAUSTED, /* `retries` used up */
 };
 
+struct upstream_loop;
+
 /* One request's way to a member: what was tried, what it waits on. */
 struct upstream_req {
     struct backend *be;              /* where members come from */
+    struct upstream_loop *ul;        /* the loop (worker) it runs on */
     struct member *member;           /* picked: balance slot + ref held */
     struct balance_tried tried;      /* members that failed this request */
     unsigned attempts;               /* members picked so far */
@@ -52,16 +55,19 @@ struct upstream_req {
     double wait_started;             /* first pick that found nothing */
     double retry_at;                 /* WAIT: when to pick again */
     struct dns_cache_waiter dnswait; /* WAIT: parked on a resolution */
+    struct list wlink;               /* ul->woken once woken */
     void (*woken)(void *arg);        /* the resolution completed */
     void *arg;                       /* woken's argument */
 };
 
 /*
- * woken runs (from the DNS plane, never inside a pick) when a resolution
- * the request waits on completes: the caller picks again.
+ * woken runs on ul's loop (never inside a pick) when a resolution the
+ * request waits on completes: the caller picks again. The control thread
+ * completes resolutions; it hands the request to its worker's loop.
  */
 void upstream_req_init(struct upstream_req *u, struct backend *be,
-                       void (*woken)(void *arg), void *arg);
+                       struct upstream_loop *ul, void (*woken)(void *arg),
+                       void *arg);
 /* Forgets tried members and attempts, stops waiting (next request). */
 void upstream_req_reset(struct upstream_req *u);
 /* Stops waiting; a picked member must be released before. */
@@ -101,16 +107,26 @@ int upstream_connect_error(int fd);
 int upstream_probe_connect(const struct member *m, int *fd);
 
 /* ---------------------------------------------------------------------- */
-/* Idle keep-alive connections to members                                  */
+/* Per worker loop                                                         */
 
-/* Per event loop: every idle member connection and recycled structs. */
-struct upstream_idle {
-    struct ev_loop *loop; /* where their watchers run */
+/*
+ * upstream's state on one worker loop: its idle member connections (the
+ * members' idle[index] lists), recycled structs, and the requests whose
+ * DNS wait ended, handed over by the control thread.
+ */
+struct upstream_loop {
+    struct ev_loop *loop; /* where its watchers run */
+    unsigned index;       /* the worker: members' idle[index] */
     struct list all;      /* every idle connection */
     struct list spare;    /* recycled structs */
     unsigned nspare;      /* entries in spare */
     bool closing;         /* graceful stop: keep none */
+    ev_async wake;        /* woken has entries */
+    struct list woken;    /* struct upstream_req, under the plane lock */
 };
+
+/* ---------------------------------------------------------------------- */
+/* Idle keep-alive connections to members                                  */
 
 /*
  * A connection to a member. While in use its owner drives `io` (its own
@@ -123,7 +139,7 @@ struct upstream_conn {
     ev_timer idle_timer;      /* idle expiry */
     struct member *m;         /* ref held while open */
     void *owner;              /* user while in use, NULL idle */
-    struct upstream_idle *ui; /* per-loop state */
+    struct upstream_loop *ul; /* per-loop state */
     struct list mlink;        /* member's idle list */
     struct list glink;        /* ui->all while idle; ui->spare */
     bool readable;            /* may read without waiting */
@@ -132,15 +148,17 @@ struct upstream_conn {
     bool idle;                /* on the idle lists */
 };
 
-void upstream_idle_init(struct upstream_idle *ui, struct ev_loop *loop);
+/* ul for worker `index`, on loop. */
+void upstream_loop_init(struct upstream_loop *ul, struct ev_loop *loop,
+                        unsigned index);
 /* Closes every idle connection and frees the recycled structs. */
-void upstream_idle_deinit(struct upstream_idle *ui);
+void upstream_loop_deinit(struct upstream_loop *ul);
 /* Closes every idle connection now (graceful stop). */
-void upstream_idle_close_all(struct upstream_idle *ui);
+void upstream_idle_close_all(struct upstream_loop *ul);
 
 /* Wraps a socket to m (connecting or connected) for owner; io gets cb. */
 struct upstream_conn *
-upstream_conn_new(struct upstream_idle *ui, struct member *m, int fd,
+upstream_conn_new(struct upstream_loop *ul, struct member *m, int fd,
                   void (*cb)(struct ev_loop *, ev_io *, int), void *owner);
 /* Closes uc (RST when reset) and recycles its memory. */
 void upstream_conn_close(struct upstream_conn *uc, bool reset);
@@ -155,9 +173,13 @@ void upstream_idle_put(struct upstream_conn *uc);
  * on its watcher; NULL when there is none.
  */
 struct upstream_conn *
-upstream_idle_take(struct upstream_idle *ui, struct member *m,
+upstream_idle_take(struct upstream_loop *ul, struct member *m,
                    void (*cb)(struct ev_loop *, ev_io *, int), void *owner);
-/* Reload: the member `to` (same address) takes from's idle connections. */
-void upstream_idle_move(struct member *from, struct member *to);
+/*
+ * Reload, on ul's thread: the member `to` (same address) takes from's idle
+ * connections of this loop.
+ */
+void upstream_idle_move(struct upstream_loop *ul, struct member *from,
+                        struct member *to);
 
 #endif

@@ -45,7 +45,7 @@
 #define HAVE_PASSIVE 1     /* passive_window, passive_error_rate */
 #define HAVE_SLOW_START 1  /* slow_start */
 #define HAVE_BALANCE 1     /* balance weighted, leastconn, hash */
-#define HAVE_WORKERS 0     /* workers other than 1 */
+#define HAVE_WORKERS 1     /* workers other than 1 */
 #define HAVE_DNS_SERVERS 1 /* server lines with a DNS name */
 
 /* ---------------------------------------------------------------------- */

@@ -89,6 +89,8 @@ set_up(struct backend *be, struct member *m, bool up)
     assert_int_equal(balance_rebuild(be->pool.balance), 0);
 }
 
+/* Requests are woken on this loop state (set up by the DNS fixture). */
+static struct upstream_loop test_ul;
 static unsigned woken_calls;
 static void *woken_arg;
 
@@ -112,7 +114,7 @@ test_pick_release(void **state)
 
     (void)state;
     set_up(be, mm[1], false);
-    upstream_req_init(&u, be, woken, &u);
+    upstream_req_init(&u, be, &test_ul, woken, &u);
     assert_ptr_equal(u.be, be);
     assert_int_equal(u.attempts, 0);
 
@@ -159,7 +161,7 @@ test_all_down_none(void **state)
         mm[i]->up = false;
     assert_int_equal(balance_rebuild(be->pool.balance), 0);
     assert_false(backend_first_checks_pending(be));
-    upstream_req_init(&u, be, woken, NULL);
+    upstream_req_init(&u, be, &test_ul, woken, NULL);
 
     assert_int_equal(upstream_pick(&u, NULL, T0), UPSTREAM_NONE);
     assert_null(u.member);
@@ -173,7 +175,7 @@ test_all_down_none(void **state)
     /* An empty pool is the same. */
     rmbackend(be);
     be = mkbackend(mm, 0, 0, 2);
-    upstream_req_init(&u, be, woken, NULL);
+    upstream_req_init(&u, be, &test_ul, woken, NULL);
     assert_int_equal(upstream_pick(&u, NULL, T0), UPSTREAM_NONE);
     assert_false(u.waiting);
     rmbackend(be);
@@ -188,7 +190,7 @@ test_failed_goes_to_tried(void **state)
     struct member *bad;
 
     (void)state;
-    upstream_req_init(&u, be, woken, NULL);
+    upstream_req_init(&u, be, &test_ul, woken, NULL);
     assert_int_equal(upstream_pick(&u, NULL, T0), UPSTREAM_PICKED);
     bad = u.member;
     upstream_failed(&u, BALANCE_CONNECT_ERROR, T0);
@@ -242,7 +244,7 @@ test_retries_exhausted(void **state)
     struct upstream_req u;
 
     (void)state;
-    upstream_req_init(&u, be, woken, NULL);
+    upstream_req_init(&u, be, &test_ul, woken, NULL);
     /* retries = 2: the first attempt and two retries. */
     for (unsigned i = 0; i < 3; i++) {
         assert_int_equal(upstream_pick(&u, NULL, T0), UPSTREAM_PICKED);
@@ -285,7 +287,7 @@ test_reset_clears_tried(void **state)
     struct upstream_req u;
 
     (void)state;
-    upstream_req_init(&u, be, woken, NULL);
+    upstream_req_init(&u, be, &test_ul, woken, NULL);
     assert_int_equal(upstream_pick(&u, NULL, T0), UPSTREAM_PICKED);
     upstream_failed(&u, BALANCE_CONNECT_ERROR, T0);
     /* The only member failed this request. */
@@ -312,7 +314,7 @@ test_backup_only_when_no_normal_up(void **state)
 
     (void)state;
     assert_true(mm[2]->backup);
-    upstream_req_init(&u, be, woken, NULL);
+    upstream_req_init(&u, be, &test_ul, woken, NULL);
     for (int i = 0; i < 6; i++) {
         assert_int_equal(upstream_pick(&u, NULL, T0), UPSTREAM_PICKED);
         assert_ptr_not_equal(u.member, mm[2]);
@@ -380,7 +382,7 @@ test_wait_first_checks(void **state)
     assert_int_equal(balance_rebuild(be->pool.balance), 0);
     assert_true(backend_first_checks_pending(be));
 
-    upstream_req_init(&u, be, woken, &u);
+    upstream_req_init(&u, be, &test_ul, woken, &u);
     assert_int_equal(upstream_pick(&u, NULL, T0), UPSTREAM_WAIT);
     assert_true(u.waiting);
     assert_null(u.member);
@@ -471,6 +473,7 @@ dnsfx_init(struct dnsfx *f, struct backend *be, double resolver_timeout)
     f->cfg.stale_ttl = 0;
     f->cfg.jitter = 0;
     f->cfg.prefetch = 0;
+    upstream_loop_init(&test_ul, f->loop, 0);
     f->dns = dns_create(f->loop, &f->cfg, err, sizeof(err));
     if (f->dns == NULL)
         fail_msg("dns_create: %s", err);
@@ -500,6 +503,7 @@ dnsfx_deinit(struct dnsfx *f, struct backend *be)
     be->nnames = 0;
     be->dns = NULL;
     dns_destroy(f->dns);
+    upstream_loop_deinit(&test_ul);
     ev_loop_destroy(f->loop);
     close(f->sink);
 }
@@ -543,7 +547,7 @@ test_wait_dns(void **state)
     dnsfx_init(&f, be, 0.3);
     woken_calls = 0;
     woken_arg = NULL;
-    upstream_req_init(&u, be, woken, &u);
+    upstream_req_init(&u, be, &test_ul, woken, &u);
 
     /* First pick, empty pool, a query in flight: WAIT until the deadline. */
     assert_int_equal(upstream_pick(&u, NULL, T0), UPSTREAM_WAIT);
@@ -577,7 +581,7 @@ test_wait_dns(void **state)
     /* A retry (attempts > 0) never waits, even with the query in flight. */
     struct member *m = add(be, 0, false);
     assert_int_equal(balance_rebuild(be->pool.balance), 0);
-    upstream_req_init(&r, be, woken, &r);
+    upstream_req_init(&r, be, &test_ul, woken, &r);
     assert_int_equal(upstream_pick(&r, NULL, T0 + 10), UPSTREAM_PICKED);
     assert_ptr_equal(r.member, m);
     upstream_failed(&r, BALANCE_CONNECT_ERROR, T0 + 10);
@@ -635,7 +639,7 @@ test_wait_dns_cancel(void **state)
     (void)state;
     dnsfx_init(&f, be, 0.1);
     woken_calls = 0;
-    upstream_req_init(&u, be, woken, &u);
+    upstream_req_init(&u, be, &test_ul, woken, &u);
     assert_int_equal(upstream_pick(&u, NULL, T0), UPSTREAM_WAIT);
     assert_true(dns_cache_waiter_parked(&u.dnswait));
     upstream_req_cancel(&u);
