@@ -944,7 +944,7 @@ def print_scaling(args, names, results, cases, case_label, metrics,
         ", ".join(["ferry workers"] + [what[n] for n in names if n in what]),
         cpus_note(args, load)))
     hdr = "%-36s" % "metric" + "".join("%10s" % ("w=%s" % w) for w in ws) + \
-        "".join(" %9s %8s" % ("w%s/w%s" % (w, w0), "paired")
+        "".join(" %9s %8s %5s" % ("w%s/w%s" % (w, w0), "paired", "pairs")
                 for w in ws[1:])
     print(hdr)
     print("-" * len(hdr))
@@ -966,35 +966,36 @@ def print_scaling(args, names, results, cases, case_label, metrics,
                     rs = results["%s-w%s" % (name, w)][case]
                     pr = [o[key] / b[key] for b, o in zip(base, rs)
                           if not b["flags"] and not o["flags"] and b[key]]
-                    ratios.append(" %9s %8s" % (
+                    ratios.append(" %9s %8s %5s" % (
                         fmt_ratio(m / meds[0] if meds[0] else float("nan")),
                         fmt_ratio(statistics.median(pr) if pr
-                                  else float("nan"))))
+                                  else float("nan")),
+                        len(pr) if i == 0 else ""))
                 print("  %-12s %-21s %s%s" % (
                     name if i == 0 else "", label,
                     "".join("%10s" % c for c in cells), "".join(ratios)))
     print()
-    print("wN/w%s: the proxy's median at N workers over its median at %s; "
-          "paired: median of\nper-round ratios. For CPU per unit, "
-          "wN/w%s - 1 is what the extra workers cost per\nunit of work "
-          "(1.03x: 3%% more). ! : no clean round, all rounds used."
-          % (w0, w0, w0))
+    print("wN/w%s: the proxy's median at N workers over its median at %s "
+          "(each over its own\nclean rounds); paired: median of per-round "
+          "ratios over the rounds where both were\nclean (pairs: how many). "
+          "For CPU per unit, wN/w%s - 1 is what the extra workers\ncost per "
+          "unit of work (1.03x: 3%% more). ! : no clean round, all rounds "
+          "used." % (w0, w0, w0))
 
 
 def print_spread(args, results, tlist, cases, case_label):
     """How ferry's client connections spread over its workers: the
     ferry_worker_connections gauge (median of the samples of a
     measurement, per worker), max/min over the workers; per case and
-    ferry target, over the clean rounds (all rounds when none was
-    clean)."""
+    ferry target, over every round with samples. Noise flags are about
+    CPU time, not about where the kernel put the connections, so flagged
+    rounds count here too."""
     rows = []
     for case in cases:
         for t in tlist:
             if t.name not in ("ferry", FERRY_BASE):
                 continue
-            rs = results[t.key][case]
-            use = [r for r in rs if not r["flags"]] or rs
-            use = [r for r in use if r.get("worker_conns")]
+            use = [r for r in results[t.key][case] if r.get("worker_conns")]
             if use:
                 rows.append((case, t, use))
     if not rows:
@@ -1006,17 +1007,17 @@ def print_spread(args, results, tlist, cases, case_label):
     print()
     print("Spread over ferry's workers: ferry_worker_connections read every "
           "%g s during each\nmeasurement; per worker the median of the "
-          "samples, then the median over clean rounds"
+          "samples, then the median over all rounds"
           % args.sample_interval)
     hdr = "%-16s %-15s %-26s %9s %9s %7s" % (
-        "case", "proxy", "connections per worker", "max/min", "worst",
+        "case", "proxy", "per worker, busiest first", "max/min", "worst",
         "rounds")
     print(hdr)
     print("-" * len(hdr))
     for case, t, use in rows:
         width = max(len(r["worker_conns"]) for r in use)
-        per = [statistics.median(r["worker_conns"][k] for r in use
-                                 if len(r["worker_conns"]) > k)
+        ranked = [sorted(r["worker_conns"], reverse=True) for r in use]
+        per = [statistics.median(x[k] for x in ranked if len(x) > k)
                for k in range(width)]
         shown = " ".join("%.0f" % v if v >= 10 else "%.1f" % v
                          for v in per[:8]) + (" ..." if width > 8 else "")
@@ -1026,18 +1027,30 @@ def print_spread(args, results, tlist, cases, case_label):
             fmt_spread(statistics.median(sp)), fmt_spread(max(sp)),
             "%d/%d" % (len(use), len(results[t.key][case]))))
     print()
-    print("max/min: the busiest worker's connections over the idlest's "
-          "in one measurement\n(1.00x: even; inf: a worker had none), "
-          "median over the rounds; worst: the most\nuneven round.")
+    print("per worker: each round's figures sorted, busiest first, then "
+          "the median of each\nrank. max/min: the busiest worker's "
+          "connections over the idlest's in one\nmeasurement (1.00x: even; "
+          "inf: a worker had none), median over the rounds;\nworst: the "
+          "most uneven round. rounds: rounds with samples / all.")
 
 
 def _paired(a, b, key):
-    """Median of per-round a/b over rounds where both were clean (all
-    rounds when there is no such round)."""
+    """(median of per-round a/b over rounds where both were clean, their
+    number); over all rounds, number negative, when none was."""
     pairs = [(x, y) for x, y in zip(a, b) if not x["flags"] and not y["flags"]]
-    pairs = pairs or list(zip(a, b))
+    n = len(pairs)
+    if not pairs:
+        pairs = list(zip(a, b))
+        n = -len(pairs)
     ratios = [x[key] / y[key] for x, y in pairs if y[key]]
-    return statistics.median(ratios) if ratios else float("nan")
+    return (statistics.median(ratios) if ratios else float("nan")), n
+
+
+def _fmt_paired(p):
+    """'1.15x (4)': a paired ratio and its clean pairs; '1.15x (all 10)'
+    when no pair was clean and all rounds were used."""
+    v, n = p
+    return "%s (%s)" % (fmt_ratio(v), n if n >= 0 else "all %d" % -n)
 
 
 def print_summary(args, results, tlist, cases, case_label, peers, unit,
@@ -1053,34 +1066,35 @@ def print_summary(args, results, tlist, cases, case_label, peers, unit,
     w0 = ws[0]
     what = {"haproxy": "HAProxy nbthread", "nginx": "nginx worker_processes"}
     print()
-    print("Summary: ferry at each worker count (paired ratios of this run)")
-    hdr = "%-44s" % "" + "".join("%13s" % case_label(c) for c in cases)
+    print("Summary: ferry at each worker count (paired ratios of this run, "
+          "with the number\nof rounds behind each)")
+    hdr = "%-44s" % "" + "".join("%15s" % case_label(c) for c in cases)
     print(hdr)
     print("-" * len(hdr))
     for w in ws[1:]:
         f, f0 = "ferry-w%s" % w, "ferry-w%s" % w0
         rows = [("CPU per %s, workers %s / workers %s" % (unit, w, w0),
-                 lambda c: fmt_ratio(_paired(results[f][c], results[f0][c],
-                                             "cpu_unit")))]
+                 lambda c: _fmt_paired(_paired(results[f][c],
+                                               results[f0][c], "cpu_unit")))]
         for p in peers:
             pk = "%s-w%s" % (p, w)
             if pk in keys:
                 rows.append(("%s, ferry over %s %d"
                              % (rate, what[p], peer_count(args, w)),
-                             lambda c, pk=pk: fmt_ratio(_paired(
+                             lambda c, pk=pk: _fmt_paired(_paired(
                                  results[f][c], results[pk][c], "rate"))))
 
         def spread_of(c):
-            sp = [r["spread"] for r in results[f][c]
-                  if not r["flags"] and r.get("worker_conns")] or \
-                 [r["spread"] for r in results[f][c] if r.get("worker_conns")]
-            return fmt_spread(statistics.median(sp)) if sp else "-"
+            sp = [r["spread"] for r in results[f][c] if r.get("worker_conns")]
+            return "%s (%d)" % (fmt_spread(statistics.median(sp)),
+                                len(sp)) if sp else "-"
         rows.append(("spread over workers, max/min", spread_of))
         print("ferry workers = %s" % w)
         for label, fn in rows:
-            print("  %-42s" % label + "".join("%13s" % fn(c) for c in cases))
+            print("  %-42s" % label + "".join("%15s" % fn(c) for c in cases))
     print()
     print("CPU per %s: 1.03x means the extra workers cost 3%% more CPU "
           "per %s;\n%s > 1.00x: ferry faster than the peer at the same "
-          "count. The tables above\nhave the medians behind these."
-          % (unit, unit, rate))
+          "count. (N): rounds where\nboth were clean ('all N': none was, "
+          "all used); spread: over all rounds.\nThe tables above have the "
+          "medians behind these." % (unit, unit, rate))
