@@ -8,21 +8,32 @@ ferry, ...) of keep-alive load. With --ferry-base PATH a second ferry,
 "ferry-base", runs from PATH with the same config in the same rounds, and
 the table compares ferry with it as well:
 
-  wrk -t1 -cC -dS --latency URL     for C in 50, 200 and URL http:// or
-                                     https:// (TLS terminated by the proxy)
+  wrk -tT -cC -dS --latency URL     for C in 50, 200 and URL http:// or
+                                     https:// (TLS terminated by the proxy);
+                                     T: one thread per load CPU (1)
 
 For each it records req/s, p50/p99 latency (wrk --latency), the proxy's CPU
 microseconds per request (utime+stime from /proc/PID/stat over the
 measurement / requests) and the backend connections the proxy opened.
 
+With --workers LIST (e.g. 1,2) every proxy runs once per count, all in the
+same rounds: ferry `workers = N`, HAProxy `nbthread N`, nginx
+`worker_processes N`. The report then has one table per count, each proxy
+against itself at the first count (CPU per request at workers = 2 over
+workers = 1: what the threads cost), and how ferry's connections spread
+over its workers (the ferry_worker_connections gauge, read from /metrics
+while load runs).
+
 Fair peers (see tests/bench/README.md): HAProxy `mode http`,
-`http-reuse safe`, `nbthread 1`; nginx one process, `upstream { keepalive
-512; }`, `proxy_http_version 1.1`, `proxy_set_header Connection ""`. All
-three add X-Forwarded-For and X-Forwarded-Proto (ferry always does). The
-proxies run on CPU 1, wrk and the backends on CPU 0. A measurement is
-flagged, and left out of the medians, when processes other than ours used
-noticeable CPU, when the hypervisor stole noticeable time, or when wrk saw
-errors or non-2xx responses. Only ratios from the same run mean anything.
+`http-reuse safe`, `nbthread N`; nginx `worker_processes N` (one process
+without a master for 1), `upstream { keepalive 512; }`,
+`proxy_http_version 1.1`, `proxy_set_header Connection ""`. All three add
+X-Forwarded-For and X-Forwarded-Proto (ferry always does). The proxies run
+on CPU 1, wrk and the backends on CPU 0 (--cpus changes that). A
+measurement is flagged, and left out of the medians, when processes other
+than ours used noticeable CPU, when the hypervisor stole noticeable time,
+or when wrk saw errors or non-2xx responses. Only ratios from the same run
+mean anything.
 
 Debian's /usr/bin/python3, stdlib only. See tests/bench/README.md.
 """
@@ -35,27 +46,38 @@ import statistics
 import sys
 import urllib.request
 
-from benchlib import (BODY, FERRY_BASE, BenchBase, BenchError, Children,
-                      CPU_LOAD, CPU_PROXY, add_common_args, check_cpus,
-                      check_tools, clean, ferry_binary, ferry_tools, finish,
-                      fmt_ratio, http_get, log, max_conns, parse_wrk,
-                      proxy_names, run_rounds, setup_process)
+from benchlib import (BODY, BenchBase, BenchError, Children, FERRY_BASE,
+                      add_common_args, at_workers, check_cpus, check_tools,
+                      clean, cpus_note, ferry_binary, ferry_tools, finish,
+                      finish_common_args, fmt_ratio, fmt_workers, http_get,
+                      log, max_conns, names_at, parse_wrk, print_scaling,
+                      print_spread, print_summary, proxy_names, run_rounds,
+                      setup_process, start_targets, targets, workers_note)
 
 PEERS = ("haproxy", "nginx")
 SCHEMES = ("http", "https")
 
 # --------------------------------------------------------------------------
-# Configurations. Each proxy listens on two ports: plain and TLS.
+# Configurations. Each proxy listens on two ports, plain and TLS (ferry on
+# a third, its stats listener).
 
 
-def ferry_conf(ports, backends, crt, key):
+def ferry_conf(ports, backends, crt, key, workers):
+    """ports: plain, TLS and stats listener."""
     lines = [
         "[global]",
         "max_connections = %d" % max_conns(),
         "log_level = warn",
+    ]
+    if workers != "1":  # the default; older builds refuse other values
+        lines.append("workers = %s" % workers)
+    lines += [
         "",
+        # On a port of its own (ferry-base and every worker count run
+        # beside each other): the spread over the workers is read from
+        # /metrics while load runs.
         "[stats]",
-        "listen = off",
+        "listen = 127.0.0.1:%d" % ports[2],
         "",
         "[frontend plain]",
         "listen = 127.0.0.1:%d" % ports[0],
@@ -79,10 +101,10 @@ def ferry_conf(ports, backends, crt, key):
     return "\n".join(lines) + "\n"
 
 
-def haproxy_conf(ports, backends, pem):
+def haproxy_conf(ports, backends, pem, n):
     lines = [
         "global",
-        "    nbthread 1",
+        "    nbthread %d" % n,
         "    maxconn %d" % max_conns(),
         "",
         "defaults",
@@ -110,24 +132,26 @@ def haproxy_conf(ports, backends, pem):
     return "\n".join(lines) + "\n"
 
 
-def nginx_proxy_conf(d, ports, backends, crt, key):
+def nginx_proxy_conf(d, ports, backends, crt, key, n, tag):
+    """n worker processes (one process without a master when n is 1);
+    tag names its files in d."""
     servers = "".join("        server 127.0.0.1:%d;\n" % p for p in backends)
     return """daemon off;
-master_process off;
-worker_processes 1;
-pid {d}/nginxp.pid;
-error_log {d}/nginxp-error.log warn;
+master_process {master};
+worker_processes {n};
+pid {d}/{tag}.pid;
+error_log {d}/{tag}-error.log warn;
 worker_rlimit_nofile {nofile};
 events {{
     worker_connections {wc};
 }}
 http {{
     access_log off;
-    client_body_temp_path {d}/nginxp-body;
-    proxy_temp_path {d}/nginxp-proxy;
-    fastcgi_temp_path {d}/nginxp-fastcgi;
-    uwsgi_temp_path {d}/nginxp-uwsgi;
-    scgi_temp_path {d}/nginxp-scgi;
+    client_body_temp_path {d}/{tag}-body;
+    proxy_temp_path {d}/{tag}-proxy;
+    fastcgi_temp_path {d}/{tag}-fastcgi;
+    uwsgi_temp_path {d}/{tag}-uwsgi;
+    scgi_temp_path {d}/{tag}-scgi;
     keepalive_timeout 60s;
     keepalive_requests 1000000;
     upstream b {{
@@ -153,7 +177,8 @@ http {{
     }}
 }}
 """.format(d=d, p0=ports[0], p1=ports[1], crt=crt, key=key, servers=servers,
-           nofile=2 * max_conns() + 100, wc=2 * max_conns() + 50)
+           nofile=2 * max_conns() + 100, wc=2 * max_conns() + 50,
+           n=n, master="on" if n > 1 else "off", tag=tag)
 
 
 # --------------------------------------------------------------------------
@@ -186,7 +211,8 @@ class Bench(BenchBase):
     def __init__(self, args, kids):
         BenchBase.__init__(self, args, kids)
         self.names = proxy_names(args, PEERS)
-        self.ports = {}  # name -> {"http": port, "https": port}
+        self.targets = targets(args, PEERS)
+        self.ports = {}  # target key -> {"http": port, "https": port}
 
     def make_cert(self):
         """Self-signed P-256 certificate (cheap handshakes for all)."""
@@ -199,7 +225,7 @@ class Bench(BenchBase):
              "-keyout", self.key, "-out", self.crt, "-days", "2",
              "-subj", "/CN=127.0.0.1",
              "-addext", "subjectAltName=IP:127.0.0.1"],
-            CPU_LOAD, "openssl", timeout=30)
+            self.args.load_cpus, "openssl", timeout=30)
         if rc != 0:
             raise BenchError("openssl req failed: %s" % out.strip())
         with open(self.pem, "w") as f:  # HAProxy: cert and key in one file
@@ -208,39 +234,46 @@ class Bench(BenchBase):
                     f.write(src.read())
 
     def start_proxies(self):
+        self.targets = start_targets(self.targets, self.start_target)
+
+    def start_target(self, t):
+        """Starts one proxy at one worker count, config checked first."""
         bp = self.backend_ports
         a = self.args
-        starts = {
-            name: ([ferry_binary(a, name), "-c", "{}"],
-                   lambda ps: ferry_conf(ps, bp, self.crt, self.key),
-                   [ferry_binary(a, name), "-c", "{}", "-t"])
-            for name in ("ferry", FERRY_BASE)
-        }
-        starts.update({
-            "haproxy": ([a.haproxy, "-db", "-f", "{}"],
-                        lambda ps: haproxy_conf(ps, bp, self.pem),
-                        [a.haproxy, "-c", "-q", "-f", "{}"]),
-            "nginx": ([a.nginx, "-p", self.dir, "-c", "{}", "-e",
-                       os.path.join(self.dir, "nginxp-error.log")],
-                      lambda ps: nginx_proxy_conf(self.dir, ps, bp,
-                                                  self.crt, self.key),
-                      [a.nginx, "-t", "-q", "-p", self.dir, "-c", "{}",
-                       "-e", os.path.join(self.dir, "nginxp-error.log")]),
-        })
-        for name in self.names:
-            run, conf, check = starts[name]
-            ports = self.start_proxy(
-                name,
-                lambda path, run=run: [x.replace("{}", path) for x in run],
-                conf,
-                lambda path, check=check: [x.replace("{}", path)
-                                           for x in check],
-                ports=2)
-            self.ports[name] = {"http": ports[0], "https": ports[1]}
+        if t.name in ("ferry", FERRY_BASE):
+            ferry = ferry_binary(a, t.name)
+            run = [ferry, "-c", "{}"]
+            conf = (lambda ps: ferry_conf(ps, bp, self.crt, self.key,
+                                          t.workers))
+            check = [ferry, "-c", "{}", "-t"]
+            nports = 3  # plain, TLS, stats
+        elif t.name == "haproxy":
+            run = [a.haproxy, "-db", "-f", "{}"]
+            conf = (lambda ps: haproxy_conf(ps, bp, self.pem, t.n))
+            check = [a.haproxy, "-c", "-q", "-f", "{}"]
+            nports = 2
+        else:
+            tag = t.key + "p"
+            err = os.path.join(self.dir, tag + "-error.log")
+            run = [a.nginx, "-p", self.dir, "-c", "{}", "-e", err]
+            conf = (lambda ps: nginx_proxy_conf(
+                self.dir, ps, bp, self.crt, self.key, t.n, tag))
+            check = [a.nginx, "-t", "-q", "-p", self.dir, "-c", "{}",
+                     "-e", err]
+            nports = 2
+        ports = self.start_proxy(
+            t.key, lambda path: [x.replace("{}", path) for x in run], conf,
+            lambda path: [x.replace("{}", path) for x in check],
+            ports=nports)
+        self.ports[t.key] = {"http": ports[0], "https": ports[1]}
+        if nports == 3:
+            self.stats[t.key] = (ports[2], None if t.workers == "auto"
+                                 else int(t.workers))
+            self.log_ferry_workers(t.key)
 
     def sanity(self):
         """Each proxy and scheme returns the body from all three backends."""
-        for name in self.names:
+        for name in (t.key for t in self.targets):
             for scheme in SCHEMES:
                 port = self.ports[name][scheme]
                 get = http_get if scheme == "http" else https_get
@@ -293,15 +326,20 @@ class Bench(BenchBase):
         port = self.ports[name][scheme]
         url = "%s://127.0.0.1:%d/" % (scheme, port)
         res = self.measure_window(
-            name, lambda: self.run_wrk(url, conns, seconds), quiet)
+            name, lambda: self.run_wrk(url, conns, seconds), quiet,
+            sample=self.stats.get(name))
         res["rate"] = res["reqs"] / res["secs"]
         res["cpu_unit"] = res["proxy_cpu"] / max(res["reqs"], 1) * 1e6
+        res["p99_ms"] = 1e3 * res["p99"]
+        res["util_pct"] = 100 * res["util"]
         return res
 
     def run_wrk(self, url, conns, seconds):
-        argv = [self.args.wrk, "-t1", "-c%d" % conns, "-d%ds" % seconds,
+        argv = [self.args.wrk, "-t%d" % self.args.wrk_threads,
+                "-c%d" % conns, "-d%ds" % seconds,
                 "--timeout", "2s", "--latency", url]
-        rc, out = self.kids.run(argv, CPU_LOAD, "wrk", timeout=seconds + 30)
+        rc, out = self.kids.run(argv, self.args.load_cpus, "wrk",
+                                timeout=seconds + 30)
         w = parse_wrk(out)
         if rc != 0 or w is None:
             raise BenchError("wrk failed (rc %d): %s" % (rc, out.strip()))
@@ -324,14 +362,26 @@ class Bench(BenchBase):
 # Report.
 
 
+SCALING_METRICS = (
+    ("req/s", "rate", "%.0f"),
+    ("proxy CPU us/req", "cpu_unit", "%.1f"),
+    ("p99 latency, ms", "p99_ms", "%.2f"),
+    ("proxy core busy, %", "util_pct", "%.0f"),
+)
+
+
+def case_label(case):
+    return "%s c=%d" % case
+
+
 def fmt_line(rnd, name, case, r):
-    s = "round %d %-10s %-5s c=%-3d %7.0f req/s  p50 %6.2f ms  p99 %6.2f ms" \
+    s = "round %d %-13s %-5s c=%-3d %7.0f req/s  p50 %6.2f ms  p99 %6.2f ms" \
         "  %5.1f us/req  core %3.0f%%  backend conns %4d  other %4.1f%%" \
         "  steal %4.1f%%" % (
             rnd, name, case[0], case[1], r["rate"], 1e3 * r["p50"],
             1e3 * r["p99"], r["cpu_unit"], 100 * r["util"],
             r["backend_conns"], 100 * r["other"] / r["wall"],
-            100 * r["steal"] / r["wall"])
+            100 * r["steal"] / r["wall"]) + fmt_workers(r)
     if r["flags"]:
         s += "  FLAGGED: " + ", ".join(r["flags"])
     return s
@@ -373,13 +423,12 @@ def summarize(results, cases, names):
 RATIO_LABEL = {FERRY_BASE: "f/base", "haproxy": "f/hap", "nginx": "f/nginx"}
 
 
-def print_table(rows, names):
+def print_table(rows, names, args, w):
     peers = names[1:]
     print()
     print("%s, HTTP/1.1 keep-alive, 64-byte body, medians of clean rounds"
           % " vs ".join({"haproxy": "HAProxy"}.get(n, n) for n in names))
-    print("(proxies pinned to CPU %d; wrk -t1 and the three nginx backends "
-          "on CPU %d)" % (CPU_PROXY, CPU_LOAD))
+    print("(%s;\n %s)" % (workers_note(args, w, PEERS), cpus_note(args)))
     hdr = "%-30s " % "metric" + " ".join("%10s" % n for n in names) + \
         "".join(" %9s %8s" % (RATIO_LABEL[o], "paired") for o in peers)
     print(hdr)
@@ -447,6 +496,7 @@ def parse_args(argv):
     ap.add_argument("--quick", action="store_true",
                     help="smoke run for CI: 1 round, 1 s per measurement")
     args = ap.parse_args(argv)
+    finish_common_args(ap, args)
     try:
         args.conns = [int(x) for x in args.connections.split(",")]
     except ValueError:
@@ -461,6 +511,9 @@ def parse_args(argv):
         args.quiet_wait = min(args.quiet_wait, 2)
     if args.rounds < 1 or args.seconds < 1 or min(args.conns) < 1:
         ap.error("counts must be positive")
+    if min(args.conns) < args.wrk_threads:
+        ap.error("--connections: at least one per wrk thread (%d)"
+                 % args.wrk_threads)
     return args
 
 
@@ -470,10 +523,11 @@ def main(argv):
     kids = Children()
     bench = Bench(args, kids)
     try:
-        check_cpus()
+        check_cpus(args)
         check_tools(ferry_tools(args) + (args.haproxy, args.nginx, args.wrk,
                                          args.openssl))
-        os.sched_setaffinity(0, {CPU_LOAD})  # keep the script off CPU 1
+        # Keep the script off the proxies' CPUs (unless they share).
+        os.sched_setaffinity(0, args.load_cpus)
         bench.make_dir()
         bench.make_cert()
         bench.start_backends()
@@ -481,17 +535,27 @@ def main(argv):
         bench.sanity()
         cases = [(s, c) for s in args.scheme_list for c in args.conns]
 
+        keys = [t.key for t in bench.targets]
+
         # Warm-up (not counted): allocators, TLS, backend connections.
         if not args.quick:
             for case in cases:
-                for name in bench.names:
-                    bench.measure(name, case[0], case[1], 1, quiet=False)
+                for key in keys:
+                    bench.measure(key, case[0], case[1], 1, quiet=False)
 
         results = run_rounds(
-            args.rounds, args.quick, bench.names, cases,
-            lambda name, case: bench.measure(name, case[0], case[1],
-                                             args.seconds), fmt_line)
-        print_table(summarize(results, cases, bench.names), bench.names)
+            args.rounds, args.quick, keys, cases,
+            lambda key, case: bench.measure(key, case[0], case[1],
+                                            args.seconds), fmt_line)
+        for w in args.worker_list:
+            sub = at_workers(results, bench.targets, w)
+            names = names_at(bench.names, bench.targets, w)
+            print_table(summarize(sub, cases, names), names, args, w)
+        print_scaling(args, bench.names, results, cases, case_label,
+                      lambda case: SCALING_METRICS)
+        print_spread(args, results, bench.targets, cases, case_label)
+        print_summary(args, results, bench.targets, cases, case_label,
+                      PEERS, "request", "req/s")
         return 0
     except BenchError as e:
         log("bench_http: error: %s" % e)

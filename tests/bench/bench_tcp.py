@@ -14,8 +14,15 @@ the table compares ferry with it as well.
          a new TCP connection through the proxy and to a backend):
          connections/s, and the proxy's CPU microseconds per connection.
 
-Proxies run on CPU 1, load generators and backends on CPU 0 (see
-tests/bench/README.md). Proxy CPU is utime+stime from
+With --workers LIST (e.g. 1,2) both proxies run once per count, all in the
+same rounds: ferry `workers = N`, HAProxy `nbthread N`. The report then has
+one table per count, each proxy against itself at the first count (CPU per
+connection at workers = 2 over workers = 1: what the threads cost), and
+how ferry's connections spread over its workers in the conn test (the
+ferry_worker_connections gauge, read from /metrics while load runs).
+
+Proxies run on CPU 1, load generators and backends on CPU 0 (--cpus
+changes that; see tests/bench/README.md). Proxy CPU is utime+stime from
 /proc/PID/stat over the measurement. A measurement is flagged, and left out
 of the medians, when processes other than ours used noticeable CPU (from
 /proc/stat), when the hypervisor stole noticeable time, or when the load
@@ -30,30 +37,37 @@ import re
 import statistics
 import sys
 
-from benchlib import (BODY, FERRY_BASE, BenchBase, BenchError, Children,
-                      CPU_LOAD, CPU_PROXY, add_common_args, check_cpus,
-                      check_tools, clean, ferry_binary, ferry_tools, finish,
-                      fmt_ratio, http_get, log, max_conns, parse_wrk,
-                      proxy_names, run_rounds, setup_process)
+from benchlib import (BODY, BenchBase, BenchError, Children, FERRY_BASE,
+                      add_common_args, at_workers, check_cpus, check_tools,
+                      clean, cpus_note, ferry_binary, ferry_tools, finish,
+                      finish_common_args, fmt_ratio, fmt_workers, http_get,
+                      log, max_conns, names_at, parse_wrk, print_scaling,
+                      print_spread, print_summary, proxy_names, run_rounds,
+                      setup_process, start_targets, targets, workers_note)
 
 # --------------------------------------------------------------------------
 # Configurations.
 
 
-def ferry_conf(port, backends):
+def ferry_conf(ports, backends, workers):
+    """ports: the frontend's and the stats listener's."""
     lines = [
         "[global]",
         "max_connections = %d" % max_conns(),
         "log_level = warn",
+    ]
+    if workers != "1":  # the default; older builds refuse other values
+        lines.append("workers = %s" % workers)
+    lines += [
         "",
-        # The default stats listener has a fixed port: a second ferry
-        # (--ferry-base) could not bind it. It is idle during measurements,
-        # so turning it off changes no figure; bench_http.py does the same.
+        # On a port of its own (the default is fixed, and ferry-base and
+        # every worker count run beside each other): the spread over the
+        # workers is read from /metrics during the conn test.
         "[stats]",
-        "listen = off",
+        "listen = 127.0.0.1:%d" % ports[1],
         "",
         "[frontend bench]",
-        "listen = 127.0.0.1:%d" % port,
+        "listen = 127.0.0.1:%d" % ports[0],
         "mode = tcp",
         "backend = b",
         "",
@@ -63,15 +77,16 @@ def ferry_conf(port, backends):
     return "\n".join(lines) + "\n"
 
 
-def haproxy_conf(port, backends, splice):
-    # Fair peer per benchmarking.md: one thread, no logging, defaults
-    # otherwise (16 KiB buffers like ferry, no splicing unless asked).
+def haproxy_conf(port, backends, splice, n):
+    # Fair peer per tests/bench/README.md: nbthread as ferry's workers, no
+    # logging, defaults otherwise (16 KiB buffers like ferry, no splicing
+    # unless asked).
     # Splicing needs a pipe (two fds) per spliced direction: leave room
     # for them under the same fd limit.
     conns = max_conns() * 2 // 3 if splice else max_conns()
     lines = [
         "global",
-        "    nbthread 1",
+        "    nbthread %d" % n,
         "    maxconn %d" % conns,
         "",
         "defaults",
@@ -104,6 +119,7 @@ class Bench(BenchBase):
     def __init__(self, args, kids):
         BenchBase.__init__(self, args, kids)
         self.names = proxy_names(args, PEERS)
+        self.targets = targets(args, PEERS)
 
     def make_big(self):
         size = self.args.big_mib << 20
@@ -114,20 +130,26 @@ class Bench(BenchBase):
         self.big_size = size
 
     def start_proxies(self):
+        self.targets = start_targets(self.targets, self.start_target)
+
+    def start_target(self, t):
+        """Starts one proxy at one worker count, config checked first."""
         bp = self.backend_ports
-        for name in self.names:
-            if name not in ("ferry", FERRY_BASE):
-                continue
-            ferry = ferry_binary(self.args, name)
-            self.start_proxy(
-                name, lambda path, ferry=ferry: [ferry, "-c", path],
-                lambda port: ferry_conf(port, bp),
-                lambda path, ferry=ferry: [ferry, "-c", path, "-t"])
+        if t.name in ("ferry", FERRY_BASE):
+            ferry = ferry_binary(self.args, t.name)
+            ports = self.start_proxy(
+                t.key, lambda path: [ferry, "-c", path],
+                lambda ports: ferry_conf(ports, bp, t.workers),
+                lambda path: [ferry, "-c", path, "-t"], ports=2)
+            self.stats[t.key] = (ports[1], None if t.workers == "auto"
+                                 else int(t.workers))
+            self.log_ferry_workers(t.key)
+            return
         hap = self.args.haproxy
         splice = self.args.haproxy_splice
         self.start_proxy(
-            "haproxy", lambda path: [hap, "-db", "-f", path],
-            lambda port: haproxy_conf(port, bp, splice),
+            t.key, lambda path: [hap, "-db", "-f", path],
+            lambda port: haproxy_conf(port, bp, splice, t.n),
             lambda path: [hap, "-c", "-q", "-f", path])
 
     def sanity(self):
@@ -151,7 +173,9 @@ class Bench(BenchBase):
         if kind == "bulk":
             res = self.measure_window(name, lambda: self.run_bulk(port))
         else:
-            res = self.measure_window(name, lambda: self.run_conn(port))
+            # One connection carries bulk: only conn spreads over workers.
+            res = self.measure_window(name, lambda: self.run_conn(port),
+                                      sample=self.stats.get(name))
         proxy = res["proxy_cpu"]
         if kind == "bulk":
             res["rate"] = res["bytes"] / res["secs"] / 1e6  # MB/s
@@ -159,6 +183,7 @@ class Bench(BenchBase):
         else:
             res["rate"] = res["conns"] / res["secs"]  # conn/s
             res["cpu_unit"] = proxy / max(res["conns"], 1) * 1e6  # us/conn
+        res["util_pct"] = 100 * res["util"]
         return res
 
     def run_bulk(self, port):
@@ -168,7 +193,8 @@ class Bench(BenchBase):
                 "-w", "%{http_code} %{size_download} %{time_total}\\n"]
         for _ in range(n):
             argv += ["-o", "/dev/null", url]
-        rc, out = self.kids.run(argv, CPU_LOAD, "curl", timeout=150)
+        rc, out = self.kids.run(argv, self.args.load_cpus, "curl",
+                                timeout=150)
         flags = []
         total = 0
         secs = 0.0
@@ -184,11 +210,12 @@ class Bench(BenchBase):
         return dict(bytes=total, secs=secs, flags=flags)
 
     def run_conn(self, port):
-        argv = [self.args.wrk, "-t1", "-c%d" % self.args.connections,
+        argv = [self.args.wrk, "-t%d" % self.args.wrk_threads,
+                "-c%d" % self.args.connections,
                 "-d%ds" % self.args.conn_seconds, "--timeout", "2s",
                 "-H", "Connection: close",
                 "http://127.0.0.1:%d/" % port]
-        rc, out = self.kids.run(argv, CPU_LOAD, "wrk",
+        rc, out = self.kids.run(argv, self.args.load_cpus, "wrk",
                                 timeout=self.args.conn_seconds + 30)
         w = parse_wrk(out)
         if rc != 0 or w is None:
@@ -208,6 +235,23 @@ class Bench(BenchBase):
 PEERS = ("haproxy",)
 KINDS = ("bulk", "conn")
 RATIO_LABEL = {FERRY_BASE: "f/base", "haproxy": "ferry/hap"}
+SCALING_METRICS = {
+    "bulk": (("MB/s", "rate", "%.1f"),
+             ("proxy CPU s/GB", "cpu_unit", "%.3f"),
+             ("proxy core busy, %", "util_pct", "%.0f")),
+    "conn": (("conn/s", "rate", "%.0f"),
+             ("proxy CPU us/conn", "cpu_unit", "%.1f"),
+             ("proxy core busy, %", "util_pct", "%.0f")),
+}
+
+
+def kind_label(args, kind):
+    return "bulk (1 conn)" if kind == "bulk" else \
+        "conn c=%d" % args.connections
+
+
+def load_label(args):
+    return "curl, wrk -t%d" % args.wrk_threads
 
 
 def fmt_line(rnd, name, kind, r):
@@ -215,10 +259,11 @@ def fmt_line(rnd, name, kind, r):
         s = "%8.1f MB/s  %6.3f s/GB" % (r["rate"], r["cpu_unit"])
     else:
         s = "%8.0f conn/s %6.1f us/conn" % (r["rate"], r["cpu_unit"])
-    s = "round %d %-10s %-4s %s  proxy core %3.0f%%  backend conns %d" \
+    s = "round %d %-13s %-4s %s  proxy core %3.0f%%  backend conns %d" \
         "  other %4.1f%%  steal %4.1f%%" % (
             rnd, name, kind, s, 100 * r["util"], r["backend_conns"],
-            100 * r["other"] / r["wall"], 100 * r["steal"] / r["wall"])
+            100 * r["other"] / r["wall"], 100 * r["steal"] / r["wall"]) + \
+        fmt_workers(r)
     if r["flags"]:
         s += "  FLAGGED: " + ", ".join(r["flags"])
     return s
@@ -257,16 +302,17 @@ def summarize(results, kinds, names):
     return rows
 
 
-def print_table(rows, args, names):
+def print_table(rows, args, names, w):
     units = {"bulk": ("MB/s", "CPU s/GB"), "conn": ("conn/s", "CPU us/conn")}
     kind_names = {"bulk": "bulk throughput (1 connection)",
                   "conn": "new connections (Connection: close, c=%d)"
                           % args.connections}
     peers = names[1:]
     print()
-    print("%s, mode tcp, medians of clean rounds (proxy pinned to CPU %d)"
-          % (" vs ".join({"haproxy": "HAProxy"}.get(n, n) for n in names),
-             CPU_PROXY))
+    print("%s, mode tcp, medians of clean rounds"
+          % " vs ".join({"haproxy": "HAProxy"}.get(n, n) for n in names))
+    print("(%s;\n %s)" % (workers_note(args, w, PEERS),
+                          cpus_note(args, load_label(args))))
     hdr = "%-50s " % "metric" + " ".join("%12s" % n for n in names) + \
         "".join(" %10s %8s" % (RATIO_LABEL[o], "paired") for o in peers)
     print(hdr)
@@ -337,6 +383,7 @@ def parse_args(argv):
     ap.add_argument("--quick", action="store_true",
                     help="smoke run for CI: 1 round, ~1 s per measurement")
     args = ap.parse_args(argv)
+    finish_common_args(ap, args)
     if args.quick:
         args.rounds = 1
         args.conn_seconds = 1
@@ -346,11 +393,14 @@ def parse_args(argv):
     if args.rounds < 1 or args.big_mib < 1 or args.bulk_transfers < 1 or \
             args.conn_seconds < 1 or args.connections < 1:
         ap.error("counts must be positive")
+    if args.connections < args.wrk_threads:
+        ap.error("--connections: at least one per wrk thread (%d)"
+                 % args.wrk_threads)
     return args
 
 
 def check_machine(args):
-    check_cpus()
+    check_cpus(args)
     check_tools(ferry_tools(args) + (args.haproxy, args.nginx, args.wrk,
                                      args.curl))
 
@@ -362,7 +412,8 @@ def main(argv):
     bench = Bench(args, kids)
     try:
         check_machine(args)
-        os.sched_setaffinity(0, {CPU_LOAD})  # keep the script off CPU 1
+        # Keep the script off the proxies' CPUs (unless they share).
+        os.sched_setaffinity(0, args.load_cpus)
         bench.make_dir()
         bench.make_big()
         bench.start_backends()
@@ -370,9 +421,11 @@ def main(argv):
         bench.sanity()
         kinds = [args.only] if args.only else list(KINDS)
 
+        keys = [t.key for t in bench.targets]
+
         # Warm-up (not counted): page cache, allocators, TCP state.
         if not args.quick:
-            for name in bench.names:
+            for name in keys:
                 for kind in kinds:
                     saved = args.conn_seconds, args.bulk_transfers
                     args.conn_seconds, args.bulk_transfers = 1, 1
@@ -381,10 +434,22 @@ def main(argv):
                     finally:
                         args.conn_seconds, args.bulk_transfers = saved
 
-        results = run_rounds(args.rounds, args.quick, bench.names, kinds,
+        results = run_rounds(args.rounds, args.quick, keys, kinds,
                              bench.measure, fmt_line)
-        rows = summarize(results, kinds, bench.names)
-        print_table(rows, args, bench.names)
+        for w in args.worker_list:
+            names = names_at(bench.names, bench.targets, w)
+            rows = summarize(at_workers(results, bench.targets, w), kinds,
+                             names)
+            print_table(rows, args, names, w)
+        print_scaling(args, bench.names, results, kinds,
+                      lambda kind: kind_label(args, kind),
+                      lambda kind: SCALING_METRICS[kind],
+                      load=load_label(args))
+        print_spread(args, results, bench.targets, kinds,
+                     lambda kind: kind_label(args, kind))
+        print_summary(args, results, bench.targets, kinds,
+                      lambda kind: kind_label(args, kind), PEERS, "unit",
+                      "rate")
         return 0
     except BenchError as e:
         log("bench_tcp: error: %s" % e)

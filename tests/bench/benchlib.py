@@ -9,6 +9,7 @@ tests/bench/README.md.
 Debian's /usr/bin/python3, stdlib only.
 """
 
+import collections
 import ctypes
 import os
 import re
@@ -16,15 +17,19 @@ import resource
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-CPU_LOAD = 0  # load generators, backends and this script
-CPU_PROXY = 1  # the proxy under test
+# --cpus PROXY/LOAD: the proxies under test on PROXY, the load generators,
+# backends and this script on LOAD. On a 2-core machine the proxy gets a
+# core of its own (see tests/bench/README.md).
+DEFAULT_CPUS = "1/0"
 BODY = b"ferry-bench-64-byte-body-" + b"x" * 38 + b"\n"
 assert len(BODY) == 64
 
@@ -40,6 +45,10 @@ class BenchError(Exception):
     """A setup or sanity failure: the run cannot produce numbers."""
 
 
+class ConfigRejected(BenchError):
+    """A proxy's config check failed."""
+
+
 # --------------------------------------------------------------------------
 # Children: every process we start, so that all of them end with us.
 
@@ -53,11 +62,14 @@ class Children:
     def __init__(self):
         self.procs = []
 
-    def start(self, argv, cpu, name, out=None):
+    def start(self, argv, cpus, name, out=None):
+        """Starts argv pinned to the CPU set cpus (like taskset -c)."""
+        cpus = set(cpus)
+
         def pre():
             # Die with the script even if it is SIGKILLed.
             _libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-            os.sched_setaffinity(0, {cpu})
+            os.sched_setaffinity(0, cpus)
 
         p = subprocess.Popen(
             argv,
@@ -71,9 +83,9 @@ class Children:
         self.procs.append(p)
         return p
 
-    def run(self, argv, cpu, name, timeout):
+    def run(self, argv, cpus, name, timeout):
         """Runs argv to completion (bounded) and returns its stdout text."""
-        p = self.start(argv, cpu, name, out=subprocess.PIPE)
+        p = self.start(argv, cpus, name, out=subprocess.PIPE)
         try:
             out, _ = p.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -146,25 +158,16 @@ def http_get(port, path, timeout=5.0):
         return r.status, r.read()
 
 
-def proc_cpu(pid):
-    """utime+stime of pid in seconds (from /proc/PID/stat)."""
-    with open("/proc/%d/stat" % pid) as f:
-        data = f.read()
-    fields = data[data.rindex(")") + 2:].split()
-    # fields[0] is field 3 (state); utime is field 14, stime field 15.
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+def proc_table():
+    """{pid: (ppid, starttime, comm, cpu, cpu_all)} of every process.
 
-
-def others_cpu(exclude):
-    """{pid: (starttime, cpu seconds)} of every process not in exclude.
-
-    cpu is utime+stime+cutime+cstime, so short-lived processes (compilers)
-    that a live parent reaped during the window count too. ksoftirqd is
-    left out: it mostly carries our own loopback traffic.
+    cpu is utime+stime in seconds (all threads); cpu_all adds cutime and
+    cstime, so that short-lived processes (compilers) that a live parent
+    reaped during a window count too.
     """
     out = {}
     for name in os.listdir("/proc"):
-        if not name.isdigit() or int(name) in exclude:
+        if not name.isdigit():
             continue
         try:
             with open("/proc/%s/stat" % name) as f:
@@ -172,13 +175,38 @@ def others_cpu(exclude):
         except OSError:
             continue  # exited meanwhile
         comm = data[data.index("(") + 1:data.rindex(")")]
-        if comm.startswith("ksoftirqd/"):
-            continue
         v = data[data.rindex(")") + 2:].split()
-        # v[0] is field 3; utime..cstime are fields 14-17, starttime 22.
-        cpu = sum(int(x) for x in v[11:15]) / CLK_TCK
-        out[int(name)] = (v[19], cpu)
+        # v[0] is field 3 (state), ppid field 4; utime..cstime are fields
+        # 14-17, starttime 22.
+        ticks = [int(x) for x in v[11:15]]
+        out[int(name)] = (int(v[1]), v[19], comm,
+                          (ticks[0] + ticks[1]) / CLK_TCK,
+                          sum(ticks) / CLK_TCK)
     return out
+
+
+def proc_tree(table, roots):
+    """The pids of roots and of all their descendants in table (a proxy
+    with worker processes, such as nginx with a master, is a tree)."""
+    children = {}
+    for pid, entry in table.items():
+        children.setdefault(entry[0], []).append(pid)
+    out = set()
+    stack = [pid for pid in roots if pid in table]
+    while stack:
+        pid = stack.pop()
+        if pid not in out:
+            out.add(pid)
+            stack.extend(children.get(pid, ()))
+    return out
+
+
+def others_cpu(table, exclude):
+    """{pid: (starttime, cpu_all)} of every process of table not in
+    exclude. ksoftirqd is left out: it mostly carries our own loopback
+    traffic."""
+    return {pid: (e[1], e[4]) for pid, e in table.items()
+            if pid not in exclude and not e[2].startswith("ksoftirqd/")}
 
 
 def others_delta(a, b):
@@ -301,6 +329,87 @@ def parse_wrk(out):
 
 
 # --------------------------------------------------------------------------
+# ferry's workers: the ferry_worker_connections gauge on /metrics.
+
+_GAUGE = re.compile(r"^ferry_worker_connections\{([^}]*)\}\s+(\S+)\s*$",
+                    re.M)
+
+
+def worker_conns(text):
+    """{worker label: value} of the ferry_worker_connections gauge in a
+    /metrics text; empty when the build has no such gauge."""
+    out = {}
+    for labels, val in _GAUGE.findall(text):
+        m = re.search(r'worker="([^"]*)"', labels)
+        if m:
+            try:
+                out[m.group(1)] = float(val)
+            except ValueError:
+                pass
+    return out
+
+
+def _worker_key(label):
+    return (0, int(label), "") if label.isdigit() else (1, 0, label)
+
+
+class GaugeSampler(threading.Thread):
+    """Reads ferry's /metrics every `interval` seconds while load runs.
+
+    wrk's keep-alive connections live for the whole measurement, so the
+    gauge sampled during it shows where they went; with a new connection
+    per request it shows the connections open at that instant, which the
+    median over many samples smooths.
+    """
+
+    def __init__(self, port, interval, expect=None):
+        threading.Thread.__init__(self, daemon=True)
+        self.port = port
+        self.interval = interval
+        self.expect = expect  # worker count from the config, if known
+        self.samples = []
+        self.errors = 0
+        self.done = threading.Event()
+
+    def run(self):
+        while not self.done.wait(self.interval):
+            try:
+                _, body = http_get(self.port, "/metrics", timeout=2.0)
+            except OSError:
+                self.errors += 1
+                continue
+            if self.done.is_set():
+                break  # load may be over: the sample would show it ending
+            g = worker_conns(body.decode("utf-8", "replace"))
+            if g:
+                self.samples.append(g)
+
+    def result(self):
+        """Stops sampling; returns (per-worker medians in worker order, or
+        None without samples; max/min of them, inf when one is 0)."""
+        self.done.set()
+        self.join()
+        if not self.samples:
+            return None, float("nan")
+        labels = set()
+        for g in self.samples:
+            labels.update(g)
+        per = [statistics.median(g.get(k, 0.0) for g in self.samples)
+               for k in sorted(labels, key=_worker_key)]
+        if self.expect and len(per) < self.expect:
+            # Workers the gauge left out had nothing.
+            per += [0.0] * (self.expect - len(per))
+        return per, spread(per)
+
+
+def spread(per):
+    """max/min of per-worker figures (inf when a worker had none)."""
+    if not per or max(per) <= 0:
+        return float("nan")
+    return max(per) / min(per) if min(per) > 0 else float("inf")
+
+
+# --------------------------------------------------------------------------
 # What the benchmarks share: temp dir, backends, proxies, measuring.
 
 
@@ -318,6 +427,8 @@ class BenchBase:
         self.backend_ports = []
         self.backends = []  # Popen of each nginx
         self.proxies = {}  # name -> (Popen, port)
+        # ferry target -> (stats port, worker count or None for auto)
+        self.stats = {}
 
     def make_dir(self):
         base = "/dev/shm" if os.path.isdir("/dev/shm") and \
@@ -335,7 +446,7 @@ class BenchBase:
                 err = os.path.join(self.dir, "nginx%d.log" % i)
                 p = self.kids.start(
                     [self.args.nginx, "-p", self.dir, "-c", path, "-e", err],
-                    CPU_LOAD, "nginx%d" % i)
+                    self.args.load_cpus, "nginx%d" % i)
                 try:
                     wait_port(port, p, "nginx%d" % i)
                     break
@@ -362,13 +473,14 @@ class BenchBase:
             conf = conf_text(plist[0] if ports == 1 else plist)
             with open(path, "w") as f:
                 f.write(conf)
-            rc, out = self.kids.run(check_argv_for(path), CPU_PROXY,
+            rc, out = self.kids.run(check_argv_for(path), self.args.proxy_cpus,
                                     name + " -check", timeout=10)
             if rc != 0:
-                raise BenchError("%s rejects its config %s:\n%s"
-                                 % (name, path, out))
+                raise ConfigRejected("%s rejects its config %s:\n%s"
+                                     % (name, path, out))
             logf = open(os.path.join(self.dir, "%s.log" % name), "wb")
-            p = self.kids.start(argv_for(path), CPU_PROXY, name, out=logf)
+            p = self.kids.start(argv_for(path), self.args.proxy_cpus, name,
+                                out=logf)
             logf.close()
             try:
                 for port in plist:
@@ -380,6 +492,24 @@ class BenchBase:
                 if attempt == 4:
                     raise
         raise BenchError("%s: no free ports" % name)
+
+    def log_ferry_workers(self, name):
+        """Logs how many workers a ferry's /metrics shows."""
+        port, expect = self.stats[name]
+        try:
+            _, body = http_get(port, "/metrics")
+        except OSError as e:
+            raise BenchError("%s: GET /metrics failed: %s" % (name, e))
+        g = worker_conns(body.decode("utf-8", "replace"))
+        if not g:
+            log("%s: no ferry_worker_connections on /metrics (an older "
+                "build): the spread over workers is not measured" % name)
+        elif expect and len(g) != expect:
+            log("%s: WARNING: /metrics shows %d workers, the config says %d"
+                % (name, len(g), expect))
+        else:
+            log("%s: /metrics shows %d worker%s" % (
+                name, len(g), "" if len(g) == 1 else "s"))
 
     def per_backend_accepts(self):
         out = []
@@ -397,7 +527,8 @@ class BenchBase:
         return sum(self.per_backend_accepts()) - len(self.backend_ports)
 
     def ours(self):
-        """PIDs of our long-lived processes (proxies and backends)."""
+        """PIDs of our long-lived processes (proxies and backends); their
+        worker processes are found from these."""
         pids = [p.pid for p in self.backends]
         pids += [p.pid for p, _ in self.proxies.values()]
         return pids
@@ -406,24 +537,33 @@ class BenchBase:
         snap = {}
         snap["t"] = time.monotonic()
         snap["busy"], snap["steal"] = system_cpu()
-        snap["proxy"] = proc_cpu(proxy_pid)
-        snap["others"] = others_cpu(set(self.ours()) | {os.getpid()})
-        snap["ours"] = sum(proc_cpu(pid) for pid in self.ours())
+        table = proc_table()
+        ours = proc_tree(table, self.ours())
+        # The proxy and its worker processes (nginx with a master);
+        # threads are in the process's own utime+stime.
+        snap["proxy"] = sum(table[pid][3]
+                            for pid in proc_tree(table, [proxy_pid]))
+        snap["others"] = others_cpu(table, ours | {os.getpid()})
+        snap["ours"] = sum(table[pid][3] for pid in ours)
         ru = [resource.getrusage(w) for w in (resource.RUSAGE_CHILDREN,
                                               resource.RUSAGE_SELF)]
         snap["kids"] = sum(r.ru_utime + r.ru_stime for r in ru)
         return snap
 
-    def measure_window(self, name, run, quiet=True):
+    def measure_window(self, name, run, quiet=True, sample=None):
         """Runs run() against proxy `name` and accounts for the window.
 
         With quiet, first waits (bounded by args.quiet_wait) for the
-        machine to be idle.
+        machine to be idle. sample: (stats port, worker count or None) of
+        a ferry whose ferry_worker_connections gauge is read while run()
+        runs (every args.sample_interval seconds).
 
         run() returns a dict (optionally with "flags"); it comes back with
         wall, proxy_cpu, util (share of one core), other and steal
-        (seconds), backend_conns (new backend connections) and flags
-        (reasons the window is noisy; empty when clean) added.
+        (seconds), backend_conns (new backend connections), worker_conns
+        (the gauge's median per worker, or None) and spread (their
+        max/min, NaN without samples), and flags (reasons the window is
+        noisy; empty when clean) added.
         """
         p, _ = self.proxies[name]
         if p.poll() is not None:
@@ -437,7 +577,15 @@ class BenchBase:
                     "measuring anyway" % (100 * busy, self.args.quiet_wait))
         acc0 = self.backend_accepts()
         s0 = self.snapshot(p.pid)
-        res = run()
+        sampler = None
+        if sample and self.args.sample_interval > 0:
+            sampler = GaugeSampler(sample[0], self.args.sample_interval,
+                                   sample[1])
+            sampler.start()
+        try:
+            res = run()
+        finally:
+            per, sp = sampler.result() if sampler else (None, float("nan"))
         s1 = self.snapshot(p.pid)
         acc1 = self.backend_accepts()
 
@@ -453,7 +601,8 @@ class BenchBase:
         steal = s1["steal"] - s0["steal"]
         res.update(wall=wall, proxy_cpu=proxy, util=proxy / wall,
                    other=other, steal=steal,
-                   backend_conns=acc1 - acc0 - len(self.backend_ports))
+                   backend_conns=acc1 - acc0 - len(self.backend_ports),
+                   worker_conns=per, spread=sp)
         flags = list(res.get("flags", []))
         if other > self.args.max_other / 100.0 * wall + TICK_SLACK:
             flags.append("other cpu %.0f%%" % (100 * other / wall))
@@ -483,11 +632,61 @@ def setup_process():
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
-def check_cpus():
+def parse_cpu_list(text):
+    """The CPU set of a list such as "1", "0-1" or "0,2-3" (taskset -c)."""
+    cpus = set()
+    for part in text.split(","):
+        lo, sep, hi = part.partition("-")
+        lo = int(lo)
+        hi = int(hi) if sep else lo
+        if lo < 0 or hi < lo:
+            raise ValueError(part)
+        cpus.update(range(lo, hi + 1))
+    return frozenset(cpus)
+
+
+def parse_cpus(spec):
+    """(proxy CPUs, load CPUs) of --cpus PROXY/LOAD."""
+    proxy, sep, load = spec.partition("/")
+    if not sep:
+        raise ValueError(spec)
+    return parse_cpu_list(proxy), parse_cpu_list(load)
+
+
+def fmt_cpus(cpus):
+    """"0-1", "3", "0,2-3": a CPU set as taskset -c would take it."""
+    out = []
+    for c in sorted(cpus):
+        if out and out[-1][1] == c - 1:
+            out[-1][1] = c
+        else:
+            out.append([c, c])
+    return ",".join("%d" % a if a == b else "%d-%d" % (a, b) for a, b in out)
+
+
+def cpus_note(args, load=None):
+    """Where the proxies and the load ran, for the table's header; load
+    names the load generators (default wrk -tN)."""
+    load = load or "wrk -t%d" % args.wrk_threads
+    p, l = fmt_cpus(args.proxy_cpus), fmt_cpus(args.load_cpus)
+    if args.proxy_cpus == args.load_cpus:
+        return "proxies, %s and the three nginx backends share CPU%s %s" \
+            % (load, "s" if len(args.proxy_cpus) > 1 else "", p)
+    return "proxies pinned to CPU%s %s; %s and the three nginx backends " \
+           "on CPU%s %s" % ("s" if len(args.proxy_cpus) > 1 else "", p, load,
+                            "s" if len(args.load_cpus) > 1 else "", l)
+
+
+def check_cpus(args):
     cpus = os.sched_getaffinity(0)
-    if not {CPU_LOAD, CPU_PROXY} <= cpus:
-        raise BenchError("need CPUs %d and %d, have %s"
-                         % (CPU_LOAD, CPU_PROXY, sorted(cpus)))
+    want = args.proxy_cpus | args.load_cpus
+    if not want <= cpus:
+        raise BenchError("--cpus %s: need CPUs %s, have %s"
+                         % (args.cpus, fmt_cpus(want), fmt_cpus(cpus)))
+    log("proxies on CPU%s %s, load generators and backends on CPU%s %s%s"
+        % ("s" if len(args.proxy_cpus) > 1 else "", fmt_cpus(args.proxy_cpus),
+           "s" if len(args.load_cpus) > 1 else "", fmt_cpus(args.load_cpus),
+           " (shared)" if args.proxy_cpus & args.load_cpus else ""))
 
 
 def check_tools(tools):
@@ -529,6 +728,113 @@ def add_common_args(ap, quiet_wait):
                          "0: do not wait)" % quiet_wait)
     ap.add_argument("--keep", action="store_true",
                     help="keep the temp dir (configs, logs)")
+    ap.add_argument("--cpus", default=DEFAULT_CPUS, metavar="PROXY/LOAD",
+                    help="CPU lists (as for taskset -c) for the proxies "
+                         "under test and for the load generators, backends "
+                         "and this script, e.g. 1/0, 0-1/0-1, 0-3/4-7 "
+                         "(default %s: each proxy has CPU 1 to itself)"
+                         % DEFAULT_CPUS)
+    ap.add_argument("--wrk-threads", type=int, metavar="N",
+                    help="wrk -tN (default: one thread per load CPU)")
+    ap.add_argument("--workers", default="1", metavar="LIST",
+                    help="comma-separated worker counts (1-256 or auto), "
+                         "e.g. 1,2: each proxy runs once per count (ferry "
+                         "workers = N, HAProxy nbthread N, nginx "
+                         "worker_processes N; for auto the peers get one "
+                         "per proxy CPU), all in the same interleaved "
+                         "rounds (default 1)")
+    ap.add_argument("--sample-interval", type=float, default=0.25,
+                    metavar="SECONDS",
+                    help="read ferry's ferry_worker_connections gauge "
+                         "from /metrics this often while load runs "
+                         "(default 0.25; 0: not at all)")
+
+
+def finish_common_args(ap, args):
+    """Checks and converts the options of add_common_args(): args gets
+    proxy_cpus and load_cpus (sets) and wrk_threads."""
+    try:
+        args.proxy_cpus, args.load_cpus = parse_cpus(args.cpus)
+    except ValueError:
+        ap.error("--cpus: PROXY/LOAD, each a CPU list such as 1, 0-1 or "
+                 "0,2-3")
+    if args.wrk_threads is None:
+        args.wrk_threads = len(args.load_cpus)
+    if args.wrk_threads < 1:
+        ap.error("--wrk-threads must be positive")
+    try:
+        args.worker_list = parse_workers(args.workers)
+    except ValueError:
+        ap.error("--workers: comma-separated counts from 1 to 256, or auto")
+    if args.sample_interval < 0:
+        ap.error("--sample-interval must not be negative")
+
+
+def parse_workers(text):
+    """The worker counts of --workers LIST ("1", "1,2", "2,auto") as
+    strings, in order, without repeats."""
+    out = []
+    for part in text.split(","):
+        part = part.strip()
+        if part != "auto" and not (part.isdigit() and 1 <= int(part) <= 256):
+            raise ValueError(part)
+        if part != "auto":
+            part = str(int(part))
+        if part not in out:
+            out.append(part)
+    return out
+
+
+# One proxy at one worker count: key names it in logs and file names
+# ("ferry-w2"), name is the proxy ("ferry", "ferry-base", "haproxy",
+# "nginx"), workers what ferry's config says ("2" or "auto") and n the
+# peers' thread or process count.
+Target = collections.namedtuple("Target", "key name workers n")
+
+
+def peer_count(args, workers):
+    """HAProxy's nbthread and nginx's worker_processes for a worker count:
+    auto gives one per proxy CPU."""
+    return len(args.proxy_cpus) if workers == "auto" else int(workers)
+
+
+def targets(args, peers):
+    """Every proxy at every worker count, in the order a round measures
+    them: ferry at each count, then ferry-base, then each peer."""
+    return [Target("%s-w%s" % (name, w), name, w, peer_count(args, w))
+            for name in proxy_names(args, peers) for w in args.worker_list]
+
+
+def start_targets(tlist, start_one):
+    """Starts every target with start_one(t); returns the targets that
+    run. A ferry-base that refuses a worker count other than 1 (a build
+    from before workers) is left out at that count, not the whole run."""
+    out = []
+    for t in tlist:
+        try:
+            start_one(t)
+        except ConfigRejected as e:
+            if t.name != FERRY_BASE or t.workers == "1":
+                raise
+            log("%s left out: %s" % (t.key, str(e).strip().split("\n")[-1]))
+            continue
+        out.append(t)
+    return out
+
+
+def names_at(names, tlist, w):
+    """The proxies of names that run at worker count w."""
+    keys = set(t.key for t in tlist)
+    return tuple(n for n in names if "%s-w%s" % (n, w) in keys)
+
+
+def workers_note(args, w, peers):
+    """What a worker count means for each proxy, for a table header."""
+    n = peer_count(args, w)
+    what = {"haproxy": "HAProxy nbthread %d" % n,
+            "nginx": "nginx worker_processes %d" % n}
+    return "ferry workers = %s, %s" % (
+        w, ", ".join(what[p] for p in peers))
 
 
 def proxy_names(args, peers):
@@ -582,3 +888,213 @@ def finish(kids, bench, keep):
         shutil.rmtree(bench.dir, ignore_errors=True)
     elif bench.dir:
         log("kept %s" % bench.dir)
+
+
+# --------------------------------------------------------------------------
+# Reports of runs with several worker counts (--workers LIST).
+
+
+def at_workers(results, tlist, w):
+    """results of the targets at worker count w, keyed by proxy name (the
+    per-count tables are those of a single-count run)."""
+    return {t.name: results[t.key] for t in tlist if t.workers == w}
+
+
+def fmt_workers(r):
+    """The gauge's median per worker in one measurement, for its log
+    line: ' workers 26/24 (1.08x)', or '' without samples."""
+    per = r.get("worker_conns")
+    if not per:
+        return ""
+    return "  workers %s (%s)" % ("/".join("%.0f" % v for v in per),
+                                  fmt_spread(r["spread"]))
+
+
+def fmt_spread(x):
+    if x != x:
+        return "-"
+    return "inf" if x == float("inf") else "%.2fx" % x
+
+
+def _median_of(rs, key):
+    use = [r for r in rs if not r["flags"]]
+    return statistics.median(r[key] for r in (use or rs)), not use
+
+
+def print_scaling(args, names, results, cases, case_label, metrics,
+                  load=None):
+    """Each proxy at each worker count against itself at the first count,
+    from the same interleaved rounds: medians of clean rounds (marked !
+    when none was clean), their ratio and the paired ratio (median of
+    per-round ratios over rounds where both were clean).
+
+    metrics(case): [(label, key, printf format)]; results[target
+    key][case]; load names the load generators for the header. Prints
+    nothing for a single worker count.
+    """
+    ws = args.worker_list
+    if len(ws) < 2:
+        return
+    w0 = ws[0]
+    print()
+    print("Each proxy against itself at workers = %s, same run, medians of "
+          "clean rounds" % w0)
+    what = {"haproxy": "HAProxy nbthread", "nginx": "nginx worker_processes"}
+    print("(workers: %s;\n %s)" % (
+        ", ".join(["ferry workers"] + [what[n] for n in names if n in what]),
+        cpus_note(args, load)))
+    hdr = "%-36s" % "metric" + "".join("%10s" % ("w=%s" % w) for w in ws) + \
+        "".join(" %9s %8s %5s" % ("w%s/w%s" % (w, w0), "paired", "pairs")
+                for w in ws[1:])
+    print(hdr)
+    print("-" * len(hdr))
+    names = [n for n in names
+             if all("%s-w%s" % (n, w) in results for w in ws)]
+    for case in cases:
+        print(case_label(case))
+        for name in names:
+            base = results["%s-w%s" % (name, w0)][case]
+            for i, (label, key, fmt) in enumerate(metrics(case)):
+                cells, ratios = [], []
+                meds = []
+                for w in ws:
+                    m, noisy = _median_of(results["%s-w%s" % (name, w)][case],
+                                          key)
+                    meds.append(m)
+                    cells.append((fmt % m) + ("!" if noisy else " "))
+                for w, m in zip(ws[1:], meds[1:]):
+                    rs = results["%s-w%s" % (name, w)][case]
+                    pr = [o[key] / b[key] for b, o in zip(base, rs)
+                          if not b["flags"] and not o["flags"] and b[key]]
+                    ratios.append(" %9s %8s %5s" % (
+                        fmt_ratio(m / meds[0] if meds[0] else float("nan")),
+                        fmt_ratio(statistics.median(pr) if pr
+                                  else float("nan")),
+                        len(pr) if i == 0 else ""))
+                print("  %-12s %-21s %s%s" % (
+                    name if i == 0 else "", label,
+                    "".join("%10s" % c for c in cells), "".join(ratios)))
+    print()
+    print("wN/w%s: the proxy's median at N workers over its median at %s "
+          "(each over its own\nclean rounds); paired: median of per-round "
+          "ratios over the rounds where both were\nclean (pairs: how many). "
+          "For CPU per unit, wN/w%s - 1 is what the extra workers\ncost per "
+          "unit of work (1.03x: 3%% more). ! : no clean round, all rounds "
+          "used." % (w0, w0, w0))
+
+
+def print_spread(args, results, tlist, cases, case_label):
+    """How ferry's client connections spread over its workers: the
+    ferry_worker_connections gauge (median of the samples of a
+    measurement, per worker), max/min over the workers; per case and
+    ferry target, over every round with samples. Noise flags are about
+    CPU time, not about where the kernel put the connections, so flagged
+    rounds count here too."""
+    rows = []
+    for case in cases:
+        for t in tlist:
+            if t.name not in ("ferry", FERRY_BASE):
+                continue
+            use = [r for r in results[t.key][case] if r.get("worker_conns")]
+            if use:
+                rows.append((case, t, use))
+    if not rows:
+        if args.sample_interval > 0:
+            print()
+            print("Spread over ferry's workers: not measured (no "
+                  "ferry_worker_connections gauge on /metrics)")
+        return
+    print()
+    print("Spread over ferry's workers: ferry_worker_connections read every "
+          "%g s during each\nmeasurement; per worker the median of the "
+          "samples, then the median over all rounds"
+          % args.sample_interval)
+    hdr = "%-16s %-15s %-26s %9s %9s %7s" % (
+        "case", "proxy", "per worker, busiest first", "max/min", "worst",
+        "rounds")
+    print(hdr)
+    print("-" * len(hdr))
+    for case, t, use in rows:
+        width = max(len(r["worker_conns"]) for r in use)
+        ranked = [sorted(r["worker_conns"], reverse=True) for r in use]
+        per = [statistics.median(x[k] for x in ranked if len(x) > k)
+               for k in range(width)]
+        shown = " ".join("%.0f" % v if v >= 10 else "%.1f" % v
+                         for v in per[:8]) + (" ..." if width > 8 else "")
+        sp = [r["spread"] for r in use]
+        print("%-16s %-15s %-26s %9s %9s %7s" % (
+            case_label(case), t.key, shown,
+            fmt_spread(statistics.median(sp)), fmt_spread(max(sp)),
+            "%d/%d" % (len(use), len(results[t.key][case]))))
+    print()
+    print("per worker: each round's figures sorted, busiest first, then "
+          "the median of each\nrank. max/min: the busiest worker's "
+          "connections over the idlest's in one\nmeasurement (1.00x: even; "
+          "inf: a worker had none), median over the rounds;\nworst: the "
+          "most uneven round. rounds: rounds with samples / all.")
+
+
+def _paired(a, b, key):
+    """(median of per-round a/b over rounds where both were clean, their
+    number); over all rounds, number negative, when none was."""
+    pairs = [(x, y) for x, y in zip(a, b) if not x["flags"] and not y["flags"]]
+    n = len(pairs)
+    if not pairs:
+        pairs = list(zip(a, b))
+        n = -len(pairs)
+    ratios = [x[key] / y[key] for x, y in pairs if y[key]]
+    return (statistics.median(ratios) if ratios else float("nan")), n
+
+
+def _fmt_paired(p):
+    """'1.15x (4)': a paired ratio and its clean pairs; '1.15x (all 10)'
+    when no pair was clean and all rounds were used."""
+    v, n = p
+    return "%s (%s)" % (fmt_ratio(v), n if n >= 0 else "all %d" % -n)
+
+
+def print_summary(args, results, tlist, cases, case_label, peers, unit,
+                  rate):
+    """ferry at each worker count past the first, in one block: CPU per
+    unit against itself at the first count, rate against each peer at
+    the same count (both paired), and the spread over its workers.
+    unit and rate name the CPU and rate figures ("request", "req/s")."""
+    ws = args.worker_list
+    keys = set(t.key for t in tlist)
+    if len(ws) < 2:
+        return
+    w0 = ws[0]
+    what = {"haproxy": "HAProxy nbthread", "nginx": "nginx worker_processes"}
+    print()
+    print("Summary: ferry at each worker count (paired ratios of this run, "
+          "with the number\nof rounds behind each)")
+    hdr = "%-44s" % "" + "".join("%15s" % case_label(c) for c in cases)
+    print(hdr)
+    print("-" * len(hdr))
+    for w in ws[1:]:
+        f, f0 = "ferry-w%s" % w, "ferry-w%s" % w0
+        rows = [("CPU per %s, workers %s / workers %s" % (unit, w, w0),
+                 lambda c: _fmt_paired(_paired(results[f][c],
+                                               results[f0][c], "cpu_unit")))]
+        for p in peers:
+            pk = "%s-w%s" % (p, w)
+            if pk in keys:
+                rows.append(("%s, ferry over %s %d"
+                             % (rate, what[p], peer_count(args, w)),
+                             lambda c, pk=pk: _fmt_paired(_paired(
+                                 results[f][c], results[pk][c], "rate"))))
+
+        def spread_of(c):
+            sp = [r["spread"] for r in results[f][c] if r.get("worker_conns")]
+            return "%s (%d)" % (fmt_spread(statistics.median(sp)),
+                                len(sp)) if sp else "-"
+        rows.append(("spread over workers, max/min", spread_of))
+        print("ferry workers = %s" % w)
+        for label, fn in rows:
+            print("  %-42s" % label + "".join("%15s" % fn(c) for c in cases))
+    print()
+    print("CPU per %s: 1.03x means the extra workers cost 3%% more CPU "
+          "per %s;\n%s > 1.00x: ferry faster than the peer at the same "
+          "count. (N): rounds where\nboth were clean ('all N': none was, "
+          "all used); spread: over all rounds.\nThe tables above have the "
+          "medians behind these." % (unit, unit, rate))
