@@ -47,15 +47,16 @@ def banner(port, timeout=5):
         return read_line(s)
 
 
-def start_backends(tmp, procs, hosts):
+def start_backends(tmp, procs, hosts, mode="tcp"):
     """Backends on 127.0.0.x sharing one port (the port a name's members
-    share, as DNS gives addresses and the server line gives the port)."""
+    share, as DNS gives addresses and the server line gives the port);
+    returns them and the port."""
     port = free_port()
     out = []
     for i, host in enumerate(hosts):
         ready = os.path.join(tmp, f"m{i}.port")
         p = Proc(["/usr/bin/python3", BACKEND, "--name", host, "--mode",
-                  "tcp", "--host", host, "--port", str(port),
+                  mode, "--host", host, "--port", str(port),
                   "--ready-file", ready],
                  os.path.join(tmp, f"m{i}.log"))
         procs.append(p)

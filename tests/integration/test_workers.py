@@ -12,14 +12,13 @@ import os
 import re
 import selectors
 import signal
-import socket
 import threading
 import time
 
 import pytest
 
-from conftest import (BACKEND, Proc, can_connect, free_port, run_ferry,
-                      scaled, wait_for)
+from conftest import can_connect, free_port, run_ferry, scaled, wait_for
+from test_dns import start_backends
 from test_http import RawServer, read_response
 from test_reload import reload
 from test_stats import get, parse_metrics
@@ -168,18 +167,7 @@ def test_workers_change_on_reload_needs_restart(backends, ferry):
 
 def start_named_backends(tmp, procs, hosts, mode):
     """Backends on 127.0.0.x sharing one port, as a name's members do."""
-    port = free_port()
-    for i, host in enumerate(hosts):
-        ready = os.path.join(tmp, f"m{i}.port")
-        p = Proc(["/usr/bin/python3", BACKEND, "--name", host, "--mode",
-                  mode, "--host", host, "--port", str(port),
-                  "--ready-file", ready],
-                 os.path.join(tmp, f"m{i}.log"))
-        procs.append(p)
-        wait_for(lambda: os.path.exists(ready) or not p.alive(), 10,
-                 what=f"backend on {host}")
-        assert p.alive(), p.output()
-    return port
+    return start_backends(tmp, procs, hosts, mode)[1]
 
 
 @pytest.mark.parametrize("mode", ["tcp", "http"])
