@@ -125,10 +125,15 @@ runtime_reserve(void *arg)
     return true;
 }
 
-/* A slot was given back: wake the workers waiting for one. */
+/*
+ * A slot was given back (listener_hooks.unreserve: accept(2) had nothing
+ * for it; proxy_env.conn_closed: a client connection ended): wake the
+ * workers waiting for one.
+ */
 static void
-runtime_slot_freed(struct runtime_worker *rw)
+runtime_slot_freed(void *arg)
 {
+    struct runtime_worker *rw = arg;
     struct runtime *rt = rw->rt;
 
     __atomic_fetch_sub(&rt->active_conns, 1, __ATOMIC_SEQ_CST);
@@ -142,20 +147,6 @@ runtime_slot_freed(struct runtime_worker *rw)
         else if (__atomic_load_n(&o->maxconn_wait, __ATOMIC_SEQ_CST))
             ev_async_send(o->w.loop, &o->resume);
     }
-}
-
-/* listener_hooks.unreserve: accept(2) had nothing for the slot. */
-static void
-runtime_unreserve(void *arg)
-{
-    runtime_slot_freed(arg);
-}
-
-/* proxy_env.conn_closed: a client connection of any proxy ended. */
-static void
-runtime_conn_closed(void *arg)
-{
-    runtime_slot_freed(arg);
 }
 
 /* Accept failed with EMFILE/ENFILE: pause, retry after a short delay. */
@@ -219,7 +210,7 @@ runtime_worker_init(struct runtime *rt, struct runtime_worker *rw, unsigned id)
     ev_unref(rw->w.loop);
     rw->accept_hooks = (struct listener_hooks){
         .reserve = runtime_reserve,
-        .unreserve = runtime_unreserve,
+        .unreserve = runtime_slot_freed,
         .exhausted = runtime_accept_exhausted,
         .log = &rt->accept_log,
         .arg = rw,
@@ -228,7 +219,7 @@ runtime_worker_init(struct runtime *rt, struct runtime_worker *rw, unsigned id)
         struct proxy_env env = {
             .loop = rw->w.loop,
             .up = &rw->up,
-            .conn_closed = runtime_conn_closed,
+            .conn_closed = runtime_slot_freed,
             .arg = rw,
         };
         rw->proxies[i] = rt->proxy_ops[i]->create(&env);
@@ -238,21 +229,28 @@ runtime_worker_init(struct runtime *rt, struct runtime_worker *rw, unsigned id)
     return 0;
 }
 
+/* Closes every listening socket of rw (on its thread, or after it). */
+static void
+runtime_close_listeners(struct runtime_worker *rw)
+{
+    struct list *l;
+
+    while ((l = list_first(&rw->listeners)) != NULL) {
+        list_del(l);
+        listener_destroy(rw->w.loop, container_of(l, struct listener, link));
+    }
+}
+
 /* After the worker's thread is gone (or never was): frees its share. */
 static void
 runtime_worker_deinit(struct runtime_worker *rw)
 {
-    struct list *l;
-
     if (rw->rt == NULL)
         return;
     for (int i = 0; i < RUNTIME_MODES; i++)
         if (rw->proxies[i] != NULL)
             rw->rt->proxy_ops[i]->close_all(rw->proxies[i]);
-    while ((l = list_first(&rw->listeners)) != NULL) {
-        list_del(l);
-        listener_destroy(rw->w.loop, container_of(l, struct listener, link));
-    }
+    runtime_close_listeners(rw);
     if (rw->w.loop == NULL)
         return;
     ev_check_stop(rw->w.loop, &rw->reaper);
@@ -652,14 +650,10 @@ static void
 runtime_worker_stop(struct worker *w, void *arg)
 {
     struct runtime_worker *rw = container_of(w, struct runtime_worker, w);
-    struct list *l;
 
     (void)arg;
     ev_timer_stop(w->loop, &rw->accept_retry);
-    while ((l = list_first(&rw->listeners)) != NULL) {
-        list_del(l);
-        listener_destroy(w->loop, container_of(l, struct listener, link));
-    }
+    runtime_close_listeners(rw);
     for (int i = 0; i < RUNTIME_MODES; i++)
         rw->rt->proxy_ops[i]->stop(rw->proxies[i]);
 }

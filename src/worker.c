@@ -7,7 +7,6 @@
 #include <errno.h>
 #include <sched.h>
 #include <signal.h>
-#include <stdlib.h>
 
 #include "buf.h"
 #include "plane.h"
@@ -20,11 +19,6 @@ struct worker_batch {
     pthread_cond_t cond; /* signalled at each one */
 };
 
-struct worker_cmd {
-    struct list link;           /* in the worker's inbox */
-    struct worker_batch *batch; /* shared by the whole run */
-};
-
 static void
 worker_async_cb(struct ev_loop *loop, ev_async *a, int revents)
 {
@@ -34,9 +28,9 @@ worker_async_cb(struct ev_loop *loop, ev_async *a, int revents)
     (void)loop;
     (void)revents;
     plane_lock();
+    /* One command at most: worker_run_all waits until it is done. */
     while ((l = list_first(&w->inbox)) != NULL) {
-        struct worker_batch *b =
-            container_of(l, struct worker_cmd, link)->batch;
+        struct worker_batch *b = w->batch;
         list_del(l);
         b->fn(w, b->arg);
         b->done++;
@@ -53,6 +47,7 @@ worker_init(struct worker *w, unsigned id, bool own_thread,
     w->own_thread = own_thread;
     w->running = false;
     list_init(&w->inbox);
+    list_init(&w->cmd);
     /* Signals belong to the control loop (SIGHUP, SIGTERM). */
     w->loop = own_thread ? ev_loop_new(EVFLAG_AUTO | EVFLAG_NOSIGMASK) : shared;
     if (w->loop == NULL)
@@ -100,25 +95,23 @@ worker_run_all(struct worker *const *ws, unsigned n,
                void (*fn)(struct worker *w, void *arg), void *arg)
 {
     struct worker_batch b = {.fn = fn, .arg = arg};
-    struct worker_cmd *cmds = calloc(n ? n : 1, sizeof(*cmds));
     unsigned sent = 0;
 
     pthread_cond_init(&b.cond, NULL);
     for (unsigned i = 0; i < n; i++) {
-        if (!ws[i]->running || cmds == NULL) {
+        if (!ws[i]->running) {
             /* No thread (yet): the loop is not running, or is ours. */
             fn(ws[i], arg);
             continue;
         }
-        cmds[i].batch = &b;
-        list_add_tail(&ws[i]->inbox, &cmds[i].link);
+        ws[i]->batch = &b;
+        list_add_tail(&ws[i]->inbox, &ws[i]->cmd);
         ev_async_send(ws[i]->loop, &ws[i]->async);
         sent++;
     }
     while (b.done < sent)
         plane_wait(&b.cond);
     pthread_cond_destroy(&b.cond);
-    free(cmds);
 }
 
 static void

@@ -20,14 +20,18 @@
 
 #include "list.h"
 
+struct worker_batch;
+
 struct worker {
-    unsigned id;          /* 0 .. N-1 (label `worker`) */
-    struct ev_loop *loop; /* its event loop */
-    bool own_thread;      /* loop runs on a thread of its own */
-    bool running;         /* the thread was started */
-    pthread_t thread;     /* when running */
-    ev_async async;       /* commands waiting in inbox */
-    struct list inbox;    /* struct worker_cmd, under the plane lock */
+    unsigned id;                /* 0 .. N-1 (label `worker`) */
+    struct ev_loop *loop;       /* its event loop */
+    bool own_thread;            /* loop runs on a thread of its own */
+    bool running;               /* the thread was started */
+    pthread_t thread;           /* when running */
+    ev_async async;             /* a command waits in inbox */
+    struct list inbox;          /* cmd while queued, under the plane lock */
+    struct list cmd;            /* worker_run_all's entry for this worker */
+    struct worker_batch *batch; /* what cmd asks for */
 };
 
 /*
